@@ -1,0 +1,50 @@
+// comm.h — collectives for qshard. The only header of the project whose implementation sees MPI
+// (comm_mpi.c) or NCCL (comm_nccl.c); everything else talks to struct qs_comm.
+//
+// Determinism contract: nothing here performs floating-point reduction. Callers that need a sum
+// over ranks gather the pieces (allgatherv) and add them in a fixed order, so results do not
+// depend on the number of ranks.
+#ifndef QS_COMM_H
+#define QS_COMM_H
+
+#include <stddef.h>
+
+#include "qs_common.h"
+
+struct qs_comm; // opaque: wraps an MPI communicator
+
+// MPI_Init (thread level FUNNELED), world communicator, log prefix. Safe to call once per process.
+qs_status qs_comm_init(int *argc, char ***argv, struct qs_comm **world);
+void qs_comm_finalize(struct qs_comm *world);
+// Ends every rank of the job; for a rank that cannot continue (a peer would wait forever).
+void qs_comm_abort(struct qs_comm *c, int code) __attribute__((noreturn));
+
+int qs_comm_rank(const struct qs_comm *c);
+int qs_comm_size(const struct qs_comm *c);
+// Rank within the node (for the GPU choice) and the node's rank count.
+int qs_comm_local_rank(const struct qs_comm *c);
+int qs_comm_local_size(const struct qs_comm *c);
+
+// New communicator of the ranks with the same color, ordered by key (MPI_Comm_split).
+qs_status qs_comm_split(struct qs_comm *c, int color, int key, struct qs_comm **out);
+void qs_comm_free(struct qs_comm *c);
+
+qs_status qs_comm_barrier(struct qs_comm *c);
+// Barrier that sleeps between polls instead of spinning a core (for ranks that finish early).
+qs_status qs_comm_barrier_idle(struct qs_comm *c);
+qs_status qs_comm_bcast(struct qs_comm *c, void *buf, size_t bytes, int root);
+// Rank r contributes send[0..counts[r]) bytes; every rank receives all pieces back to back in rank
+// order into recv (sum(counts) bytes). Any size (pieces over 2 GiB are moved in parts).
+qs_status qs_comm_allgatherv(struct qs_comm *c, const void *send, void *recv, const size_t *counts);
+// Same, to `root` only (recv used on root only).
+qs_status qs_comm_gatherv(struct qs_comm *c, const void *send, void *recv, const size_t *counts, int root);
+qs_status qs_comm_send(struct qs_comm *c, const void *buf, size_t bytes, int dest, int tag);
+qs_status qs_comm_recv(struct qs_comm *c, void *buf, size_t bytes, int src, int tag);
+// Logical AND / MAX of an int over ranks (for "did every rank succeed" decisions).
+qs_status qs_comm_allreduce_and(struct qs_comm *c, int *value);
+qs_status qs_comm_allreduce_max_i64(struct qs_comm *c, long long *value);
+
+// Contiguous balanced split of n items over `size` parts: part p gets [*begin, *end).
+void qs_comm_split_range(long long n, int size, int part, long long *begin, long long *end);
+
+#endif

@@ -1,0 +1,34 @@
+// qs_cuda.h — leaf error wrappers for CUDA runtime, cuBLAS and cuSOLVER calls (C and CUDA).
+// Each prints "[rank host device] file:line function: call -> error" through qs_report and jumps
+// to the caller's `fail:` label with status QS_ERR_CUDA (same shape as QS_FAIL in qs_common.h).
+#ifndef QS_CUDA_H
+#define QS_CUDA_H
+
+#include <cuda_runtime_api.h>
+
+#include "qs_common.h"
+
+#define QS_CUDA_CHECK(call)                                                             \
+  do {                                                                                  \
+    cudaError_t e_ = (call);                                                            \
+    if (e_ != cudaSuccess) {                                                            \
+      int dev_ = -1;                                                                    \
+      cudaGetDevice(&dev_);                                                             \
+      QS_FAIL(QS_ERR_CUDA, "[device %d] %s -> %s (%s)", dev_, #call,                    \
+              cudaGetErrorName(e_), cudaGetErrorString(e_));                            \
+    }                                                                                   \
+  } while (0)
+
+#define QS_CUBLAS_CHECK(call)                                                           \
+  do {                                                                                  \
+    int s_ = (int)(call);                                                               \
+    if (s_ != 0) QS_FAIL(QS_ERR_CUDA, "%s -> cublas status %d", #call, s_);             \
+  } while (0)
+
+#define QS_CUSOLVER_CHECK(call)                                                         \
+  do {                                                                                  \
+    int s_ = (int)(call);                                                               \
+    if (s_ != 0) QS_FAIL(QS_ERR_CUDA, "%s -> cusolver status %d", #call, s_);           \
+  } while (0)
+
+#endif

@@ -1,0 +1,226 @@
+// common.c — error reporting, logging, tunables and small file helpers (see qs_common.h).
+#include "qs_common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_rank = 0, g_size = 1;
+static char g_host[64];
+
+const char *qs_status_str(qs_status s) {
+  static const char *names[] = {
+      [QS_OK] = "ok", [QS_ERR_ARG] = "bad argument", [QS_ERR_IO] = "I/O error",
+      [QS_ERR_FORMAT] = "malformed input", [QS_ERR_UNSUPPORTED] = "unsupported",
+      [QS_ERR_OOM] = "out of memory", [QS_ERR_NUMERIC] = "numerical failure",
+      [QS_ERR_COMM] = "communication error", [QS_ERR_CUDA] = "CUDA error",
+      [QS_ERR_INTERNAL] = "internal error"};
+  if ((unsigned)s >= sizeof(names) / sizeof(names[0]) || !names[s]) return "unknown";
+  return names[s];
+}
+
+void qs_log_set_rank(int rank, int size) { g_rank = rank; g_size = size; }
+int qs_log_rank(void) { return g_rank; }
+
+const char *qs_log_host(void) {
+  if (!g_host[0] && gethostname(g_host, sizeof(g_host) - 1) != 0) strcpy(g_host, "?");
+  return g_host;
+}
+
+static void vlog(FILE *out, const char *prefix, const char *fmt, va_list ap) {
+  char msg[2048];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  if (g_size > 1) fprintf(out, "%s[rank %d/%d %s] %s\n", prefix, g_rank, g_size, qs_log_host(), msg);
+  else fprintf(out, "%s%s\n", prefix, msg);
+  fflush(out);
+}
+
+void qs_log(int level, const char *fmt, ...) {
+  static int max_level = -1;
+  if (max_level < 0) max_level = (int)qs_param_read("QS_LOG_LEVEL", QS_LOG_INFO);
+  if (level > max_level) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level <= QS_LOG_WARN ? stderr : stdout, level == QS_LOG_WARN ? "qshard: warning: " : "", fmt, ap);
+  va_end(ap);
+}
+
+void qs_log0(const char *fmt, ...) {
+  if (g_rank != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(stdout, "", fmt, ap);
+  va_end(ap);
+}
+
+qs_status qs_report(qs_status st, const char *file, int line, const char *func, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  const char *base = strrchr(file, '/');
+  fprintf(stderr, "qshard: error [rank %d %s] %s:%d %s: %s\n", g_rank, qs_log_host(),
+          base ? base + 1 : file, line, func, msg);
+  fflush(stderr);
+  return st;
+}
+
+qs_status qs_trace(qs_status st, const char *file, int line, const char *func) {
+  static int verbose = -1;
+  if (verbose < 0) verbose = (int)qs_param_read("QS_BACKTRACE", 1);
+  if (verbose) {
+    const char *base = strrchr(file, '/');
+    fprintf(stderr, "  from %s:%d %s\n", base ? base + 1 : file, line, func);
+  }
+  return st;
+}
+
+int64_t qs_param_read(const char *env, int64_t def) {
+  const char *v = getenv(env);
+  if (!v || !*v) return def;
+  char *end = NULL;
+  long long x = strtoll(v, &end, 0);
+  return (end && *end == '\0') ? (int64_t)x : def;
+}
+
+double qs_time_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t qs_peak_rss_bytes(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (size_t)ru.ru_maxrss * 1024u; // Linux reports KiB
+}
+
+int qs_path_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+int qs_path_is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
+
+char *qs_path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  size_t k = a;
+  if (a && dir[a - 1] != '/') p[k++] = '/';
+  memcpy(p + k, name, b + 1);
+  return p;
+}
+
+qs_status qs_file_read_all(const char *path, char **data, size_t *size) {
+  qs_status status = QS_OK;
+  char *buf = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) QS_FAIL(QS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  if (fseek(f, 0, SEEK_END) != 0) QS_FAIL(QS_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+  long n = ftell(f);
+  if (n < 0 || fseek(f, 0, SEEK_SET) != 0) QS_FAIL(QS_ERR_IO, "%s: cannot size: %s", path, strerror(errno));
+  QS_ALLOC(buf, (size_t)n + 1);
+  if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) QS_FAIL(QS_ERR_IO, "%s: short read", path);
+  buf[n] = '\0';
+  *data = buf;
+  if (size) *size = (size_t)n;
+  buf = NULL;
+fail:
+  if (f) fclose(f);
+  free(buf);
+  return status;
+}
+
+qs_status qs_write_full(int fd, const void *buf, size_t size, const char *path) {
+  qs_status status = QS_OK;
+  const char *p = buf;
+  while (size > 0) {
+    ssize_t w = write(fd, p, size > (1u << 30) ? (1u << 30) : size);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) QS_FAIL(QS_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
+    p += w;
+    size -= (size_t)w;
+  }
+fail:
+  return status;
+}
+
+// Writes into "<path>.tmp.<pid>", fsyncs, then renames over <path>: readers never see a partial file.
+qs_status qs_file_write_all(const char *path, const void *data, size_t size) {
+  qs_status status = QS_OK;
+  char tmp[4096];
+  int fd = -1;
+  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  QS_TRY(qs_write_full(fd, data, size, tmp));
+  if (fsync(fd) != 0) QS_FAIL(QS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+  if (close(fd) != 0) { fd = -1; QS_FAIL(QS_ERR_IO, "%s: close failed: %s", tmp, strerror(errno)); }
+  fd = -1;
+  if (rename(tmp, path) != 0) QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", tmp, path, strerror(errno));
+  return QS_OK;
+fail:
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  return status;
+}
+
+qs_status qs_file_copy(const char *src, const char *dst) {
+  qs_status status = QS_OK;
+  char *data = NULL;
+  size_t n = 0;
+  QS_TRY(qs_file_read_all(src, &data, &n));
+  QS_TRY(qs_file_write_all(dst, data, n));
+fail:
+  free(data);
+  return status;
+}
+
+qs_status qs_dir_make(const char *path) {
+  qs_status status = QS_OK;
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof(buf)) QS_FAIL(QS_ERR_ARG, "bad directory path '%s'", path);
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char c = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+      QS_FAIL(QS_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+    buf[i] = c;
+  }
+  if (!qs_path_is_dir(path)) QS_FAIL(QS_ERR_IO, "%s exists and is not a directory", path);
+fail:
+  return status;
+}
+
+qs_status qs_dir_remove_tree(const char *path) {
+  qs_status status = QS_OK;
+  DIR *d = opendir(path);
+  if (!d) {
+    if (errno == ENOENT) return QS_OK;
+    if (unlink(path) == 0) return QS_OK;
+    QS_FAIL(QS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+  }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char *child = qs_path_join(path, e->d_name);
+    if (!child) QS_FAIL(QS_ERR_OOM, "out of memory");
+    qs_status st = qs_path_is_dir(child) ? qs_dir_remove_tree(child)
+                                         : (unlink(child) == 0 ? QS_OK : QS_ERR_IO);
+    if (st != QS_OK) { free(child); QS_FAIL(st, "cannot remove %s/%s", path, e->d_name); }
+    free(child);
+  }
+  if (rmdir(path) != 0) QS_FAIL(QS_ERR_IO, "cannot remove directory %s: %s", path, strerror(errno));
+fail:
+  if (d) closedir(d);
+  return status;
+}

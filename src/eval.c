@@ -1,0 +1,8 @@
+// eval.c — PLACEHOLDER until its owner lands the real implementation.
+#include <stdio.h>
+#include "commands.h"
+int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
+  (void)world; (void)argc; (void)argv;
+  fprintf(stderr, "qshard eval: not built yet\n");
+  return 1;
+}
