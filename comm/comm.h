@@ -44,6 +44,17 @@ qs_status qs_comm_recv(struct qs_comm *c, void *buf, size_t bytes, int src, int 
 qs_status qs_comm_allreduce_and(struct qs_comm *c, int *value);
 qs_status qs_comm_allreduce_max_i64(struct qs_comm *c, long long *value);
 
+// Ordered tree sum, bit-identical for any number of ranks. The n leaves (e.g. calibration samples)
+// are summed in one fixed binary tree: node [lo, hi) = [lo, mid) + [mid, hi), mid = lo + (hi-lo)/2,
+// each addition element-wise in index order. Leaves are spread over the ranks contiguously
+// (qs_comm_split_range); rank r computes its leaves with leaf_fn(ctx, leaf, out[len]) and the
+// partial sums it owns; a node whose right half belongs to another rank receives it from there.
+// The root (owned by rank 0) is broadcast: on return `result` (len floats) holds the same bits on
+// every rank, equal to what one rank alone computes (ranks beyond n just receive it). Memory: up to log2(n/size)+2 buffers of len.
+typedef qs_status (*qs_leaf_fn)(void *ctx, long long leaf, float *out);
+qs_status qs_comm_treesum_f32(struct qs_comm *c, long long n, size_t len, qs_leaf_fn leaf_fn,
+                              void *ctx, float *result);
+
 // Contiguous balanced split of n items over `size` parts: part p gets [*begin, *end).
 void qs_comm_split_range(long long n, int size, int part, long long *begin, long long *end);
 
