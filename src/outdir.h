@@ -1,0 +1,28 @@
+// outdir.h — an output checkpoint directory that appears only when complete.
+// Work happens in "<out>.tmp.<pid>"; commit renames it to <out> (replacing an old one only with
+// force); abort removes it. A failed or killed run never leaves a half-written <out>.
+#ifndef QS_OUTDIR_H
+#define QS_OUTDIR_H
+
+#include <jansson.h>
+
+#include "qs_common.h"
+
+// Checks that <out> can be created (absent, or force) and creates the temporary directory.
+// *tmp receives its malloc'ed path.
+qs_status qs_outdir_begin(const char *out, int force, char **tmp);
+qs_status qs_outdir_commit(const char *tmp, const char *out, int force);
+void qs_outdir_abort(const char *tmp);
+
+// Copies the files of an HF model directory that loaders need beside the weights (tokenizer,
+// generation config, chat template, license/readme) into dir; weights, indexes, config.json and
+// quantization configs are not copied.
+qs_status qs_outdir_copy_aux(const char *model_dir, const char *dir);
+
+// Writes dir/config.json: the model's config.json with `key` set to `value` (e.g.
+// "quantization_config"); value NULL writes it unchanged. Key order of the original is kept.
+qs_status qs_outdir_write_config(const char *model_dir, const char *dir, const char *key, json_t *value);
+// Writes a JSON value (indented, sorted keys off) to dir/name via tmp + rename.
+qs_status qs_outdir_write_json(const char *dir, const char *name, json_t *value);
+
+#endif
