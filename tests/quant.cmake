@@ -1,0 +1,3 @@
+# Quantization numerics: grid, RTN, GPTQ solve, GPTQ v1 packing (src/quant.h).
+qs_add_c_test(test_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c LABELS unit)
+qs_add_c_test(test_gptq_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq_pack.c LABELS unit)
