@@ -7,6 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// C linkage also when included from CUDA (.cu, compiled as C++).
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
   QS_DTYPE_F32 = 0,
   QS_DTYPE_F16,
@@ -39,4 +44,7 @@ void qs_convert_to_f32(const void *src, qs_dtype t, float *dst, size_t n);
 // float32 -> type `t` (float types only).
 void qs_convert_from_f32(const float *src, qs_dtype t, void *dst, size_t n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -22,6 +22,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+// C linkage also when included from CUDA (.cu, compiled as C++).
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
   QS_OK = 0,
   QS_ERR_ARG,         // bad command line or argument
@@ -105,4 +110,7 @@ size_t qs_peak_rss_bytes(void);
 #define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define QS_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 
+#ifdef __cplusplus
+}
+#endif
 #endif
