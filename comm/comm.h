@@ -35,6 +35,7 @@ qs_status qs_comm_barrier_idle(struct qs_comm *c);
 qs_status qs_comm_bcast(struct qs_comm *c, void *buf, size_t bytes, int root);
 // Rank r contributes send[0..counts[r]) bytes; every rank receives all pieces back to back in rank
 // order into recv (sum(counts) bytes). Any size (pieces over 2 GiB are moved in parts).
+// send == NULL: in place, this rank's piece already sits at its offset in recv.
 qs_status qs_comm_allgatherv(struct qs_comm *c, const void *send, void *recv, const size_t *counts);
 // Same, to `root` only (recv used on root only).
 qs_status qs_comm_gatherv(struct qs_comm *c, const void *send, void *recv, const size_t *counts, int root);

@@ -141,11 +141,12 @@ qs_status qs_comm_allgatherv(struct qs_comm *c, const void *send, void *recv, co
     QS_ALLOC(cnt, c->size);
     QS_ALLOC(disp, c->size);
     for (int r = 0, off = 0; r < c->size; r++) { cnt[r] = (int)counts[r]; disp[r] = off; off += cnt[r]; }
-    QS_MPI_CHECK(MPI_Allgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE, c->comm));
+    if (send) QS_MPI_CHECK(MPI_Allgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE, c->comm));
+    else QS_MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, cnt, disp, MPI_BYTE, c->comm));
   } else {
     size_t off = 0;
     for (int r = 0; r < c->size; r++) {
-      if (r == c->rank && counts[r]) memmove((char *)recv + off, send, counts[r]);
+      if (r == c->rank && counts[r] && send) memmove((char *)recv + off, send, counts[r]);
       QS_TRY(qs_comm_bcast(c, (char *)recv + off, counts[r], r));
       off += counts[r];
     }

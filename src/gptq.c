@@ -288,14 +288,14 @@ static void qs_gptq_tile_grids(const struct qs_gptq_prep *prep, struct qs_gptq_t
   const struct qs_quant_opts *o = &prep->opts;
   struct qs_quant_grid *grid = t->grid + ti * t->G;
   if (o->group_size <= 0) {
-    grid[0] = qs_quant_grid_find(src, t->K, o->bits, o->sym);
+    grid[0] = qs_quant_grid_find(src, t->K, o->bits, o->sym, o->min_zero);
     return;
   }
   if (!o->static_groups) return; // found during the solve
   for (int64_t k = 0; k < t->K; k++) t->row[k] = prep->dead[k] ? 0.0f : src[k];
   for (int64_t g = 0; g < t->G; g++) {
     int64_t k0 = g * o->group_size;
-    grid[g] = qs_quant_grid_find(t->row + k0, QS_MIN(o->group_size, t->K - k0), o->bits, o->sym);
+    grid[g] = qs_quant_grid_find(t->row + k0, QS_MIN(o->group_size, t->K - k0), o->bits, o->sym, o->min_zero);
   }
 }
 
@@ -336,7 +336,7 @@ static struct qs_quant_grid qs_gptq_tile_grid(const struct qs_gptq_prep *prep, s
   if (o->static_groups) return grid[prep->perm[p] / o->group_size];
   int64_t g = p / o->group_size;
   if (p % o->group_size == 0)
-    grid[g] = qs_quant_grid_find(t->W + ti * t->K + p, QS_MIN(o->group_size, t->K - p), o->bits, o->sym);
+    grid[g] = qs_quant_grid_find(t->W + ti * t->K + p, QS_MIN(o->group_size, t->K - p), o->bits, o->sym, o->min_zero);
   return grid[g];
 }
 

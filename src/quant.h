@@ -31,6 +31,9 @@ struct qs_quant_opts {
   int static_groups; // GPTQ + act_order: groups fixed on original contiguous columns beforehand
   float damp;        // GPTQ: damping fraction of mean(diag H) (damp_percent), 0 <= damp < 1
   int block_size;    // GPTQ lazy-update block (columns); <= 0 means 128
+  int min_zero;      // asym: smallest zero point allowed. 1 for GPTQ v1 checkpoints, which store
+                     // zero - 1 in `bits` bits: a zero of 0 would wrap and load as 2^bits (lossy);
+                     // with min_zero 1 the checkpoint dequantizes exactly to the solver's Q.
 };
 
 // bits 4, group 128, sym, no act-order, damp 0.01, block 128 (the recommended GPTQ config).
@@ -43,13 +46,13 @@ int64_t qs_quant_n_groups(int64_t K, int group_size);
 // maxq = 2^bits - 1; xmin = min(0, min x), xmax = max(0, max x); sym: xmax = max(|xmin|, xmax),
 // xmin = -xmax if xmin < 0; all-zero -> [-1, 1]; scale = fp16((xmax - xmin)/maxq) (a zero fp16 scale
 // becomes the smallest fp16 subnormal 2^-24, an overflow the largest finite 65504);
-// zero = sym ? (maxq+1)/2 : clamp(round(-xmin/scale), 0, maxq).
+// zero = sym ? (maxq+1)/2 : clamp(round(-xmin/scale), min_zero, maxq).
 struct qs_quant_grid {
   float scale;         // exactly representable in fp16
   float zero;          // an integer in [0, maxq]
   uint16_t scale_f16;  // the same scale as fp16 bits (what the checkpoint stores)
 };
-struct qs_quant_grid qs_quant_grid_find(const float *x, int64_t n, int bits, int sym);
+struct qs_quant_grid qs_quant_grid_find(const float *x, int64_t n, int bits, int sym, int min_zero);
 
 // q = clamp(round(x/scale) + zero, 0, maxq): the integer code, as a float.
 static inline float qs_quant_code(float x, struct qs_quant_grid g, float maxq) {

@@ -43,7 +43,7 @@ static uint16_t qs_quant_scale_to_f16(float scale) {
   return h;
 }
 
-struct qs_quant_grid qs_quant_grid_find(const float *x, int64_t n, int bits, int sym) {
+struct qs_quant_grid qs_quant_grid_find(const float *x, int64_t n, int bits, int sym, int min_zero) {
   float maxq = (float)((1 << bits) - 1);
   // The range always contains 0 so that 0 is (nearly) representable and a zero point exists.
   float xmin = 0.0f, xmax = 0.0f;
@@ -69,7 +69,8 @@ struct qs_quant_grid qs_quant_grid_find(const float *x, int64_t n, int bits, int
   } else {
     // Clamped because the fp16-rounded scale can be a little smaller than the exact one.
     float z = rintf(-xmin / g.scale);
-    g.zero = z < 0.0f ? 0.0f : (z > maxq ? maxq : z);
+    float zmin = (float)min_zero;
+    g.zero = z < zmin ? zmin : (z > maxq ? maxq : z);
   }
   return g;
 }
@@ -80,7 +81,7 @@ void qs_rtn_quantize_row_ref(const float *x, int64_t K, const struct qs_quant_op
   int64_t gs = o->group_size <= 0 ? K : o->group_size;
   for (int64_t g = 0, k0 = 0; k0 < K; g++, k0 += gs) {
     int64_t n = QS_MIN(gs, K - k0); // the last group may be ragged
-    struct qs_quant_grid grid = qs_quant_grid_find(x + k0, n, o->bits, o->sym);
+    struct qs_quant_grid grid = qs_quant_grid_find(x + k0, n, o->bits, o->sym, o->min_zero);
     scales[g] = grid.scale_f16;
     zeros[g] = (uint8_t)grid.zero;
     for (int64_t k = k0; k < k0 + n; k++) {

@@ -78,7 +78,7 @@ static void test_grid(void) {
   // Symmetric 4-bit, xmax 7.5: scale = 15/15 = 1 exactly, zero 8. 2.5 -> rint 2 (half to even),
   // 3.5 -> 4, 7.5 -> 8 + 8 = 16 clamps to 15, -7.5 -> -8 + 8 = 0.
   float x[] = {2.5f, 3.5f, 7.5f, -7.5f, -0.4f};
-  struct qs_quant_grid g = qs_quant_grid_find(x, 5, 4, 1);
+  struct qs_quant_grid g = qs_quant_grid_find(x, 5, 4, 1, 0);
   CHECK(g.scale == 1.0f && g.zero == 8.0f && g.scale_f16 == qs_f32_to_f16(1.0f));
   CHECK_EQ_INT(qs_quant_code(x[0], g, 15.0f), 10);
   CHECK_EQ_INT(qs_quant_code(x[1], g, 15.0f), 12);
@@ -88,21 +88,21 @@ static void test_grid(void) {
   // Asymmetric 4-bit on {-1, 0.5, 2}: scale = fp16(3/15) = 0.199951171875, zero = rint(5.0012) = 5;
   // codes rint(-5.0012)+5 = 0, rint(2.5006)+5 = 8, rint(10.0024)+5 = 15.
   float y[] = {-1.0f, 0.5f, 2.0f};
-  g = qs_quant_grid_find(y, 3, 4, 0);
+  g = qs_quant_grid_find(y, 3, 4, 0, 0);
   CHECK(g.scale == 0.199951171875f && g.zero == 5.0f);
   CHECK_EQ_INT(qs_quant_code(y[0], g, 15.0f), 0);
   CHECK_EQ_INT(qs_quant_code(y[1], g, 15.0f), 8);
   CHECK_EQ_INT(qs_quant_code(y[2], g, 15.0f), 15);
   // All positive: xmin = 0 -> zero 0. All zero: range [-1, 1] -> scale fp16(2/15), sym zero 8.
   float p[] = {1.0f, 3.0f};
-  g = qs_quant_grid_find(p, 2, 8, 0);
+  g = qs_quant_grid_find(p, 2, 8, 0, 0);
   CHECK(g.zero == 0.0f && g.scale == qs_f16_to_f32(qs_f32_to_f16(3.0f / 255.0f)));
   float z[] = {0.0f, 0.0f};
-  g = qs_quant_grid_find(z, 2, 4, 1);
+  g = qs_quant_grid_find(z, 2, 4, 1, 0);
   CHECK(g.zero == 8.0f && g.scale == qs_f16_to_f32(qs_f32_to_f16(2.0f / 15.0f)));
   // A range below fp16's resolution keeps a usable (non-zero) scale: 2^-24.
   float t[] = {1e-12f};
-  g = qs_quant_grid_find(t, 1, 4, 1);
+  g = qs_quant_grid_find(t, 1, 4, 1, 0);
   CHECK(g.scale == ldexpf(1.0f, -24));
 }
 
@@ -125,7 +125,7 @@ static void test_rtn_ragged(void) {
     CHECK(qs_rtn_quantize_rows(Q, N, K, &o, codes, scales, zeros) == QS_OK);
     CHECK_EQ_INT(qs_quant_n_groups(K, 32), 4);
     for (int r = 0; r < N; r++) {
-      struct qs_quant_grid g = qs_quant_grid_find(W + r * K + 96, 4, 4, sym);
+      struct qs_quant_grid g = qs_quant_grid_find(W + r * K + 96, 4, 4, sym, 0);
       CHECK(scales[r * 4 + 3] == g.scale_f16 && zeros[r * 4 + 3] == (uint8_t)g.zero);
       for (int k = 0; k < K; k++) {
         float s = qs_f16_to_f32(scales[r * 4 + k / 32]);
@@ -290,14 +290,14 @@ static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, in
   double *loss = calloc(N, sizeof(double));
   struct qs_quant_grid *grid = malloc(sizeof(*grid) * N * G);
   if (gs <= 0) // find_params(W) runs before the dead columns are zeroed
-    for (int n = 0; n < N; n++) grid[n * G] = qs_quant_grid_find(W + n * K, K, o->bits, o->sym);
+    for (int n = 0; n < N; n++) grid[n * G] = qs_quant_grid_find(W + n * K, K, o->bits, o->sym, o->min_zero);
   for (int k = 0; k < K; k++)
     if (pp->dead[k])
       for (int n = 0; n < N; n++) W[n * K + k] = 0.0f;
   if (gs > 0 && o->static_groups)
     for (int n = 0; n < N; n++)
       for (int g = 0; g < G; g++)
-        grid[n * G + g] = qs_quant_grid_find(W + n * K + g * gs, QS_MIN(gs, K - g * gs), o->bits, o->sym);
+        grid[n * G + g] = qs_quant_grid_find(W + n * K + g * gs, QS_MIN(gs, K - g * gs), o->bits, o->sym, o->min_zero);
   for (int n = 0; n < N; n++)
     for (int p = 0; p < K; p++) Wp[n * K + p] = W[n * K + pp->perm[p]];
   for (int i1 = 0; i1 < K; i1 += bs) {
@@ -307,7 +307,7 @@ static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, in
       int p = i1 + i;
       if (gs > 0 && !o->static_groups && p % gs == 0)
         for (int n = 0; n < N; n++)
-          grid[n * G + p / gs] = qs_quant_grid_find(Wp + n * K + p, QS_MIN(gs, K - p), o->bits, o->sym);
+          grid[n * G + p / gs] = qs_quant_grid_find(Wp + n * K + p, QS_MIN(gs, K - p), o->bits, o->sym, o->min_zero);
       const float *u = pp->U + (size_t)p * K;
       for (int n = 0; n < N; n++) {
         int g = gs <= 0 ? 0 : (o->static_groups ? pp->perm[p] / gs : p / gs);
