@@ -28,10 +28,16 @@ struct qs_config {
   double rope_high_freq_factor; // llama3
   int rope_orig_max_pos;        // llama3 original_max_position_embeddings
   int tie_embeddings;         // tie_word_embeddings (default false)
-  int attn_bias;              // q/k/v biases: attention_bias, always true for qwen2
+  int attn_bias;              // q/k/v biases: attention_bias, always true for qwen2, false for
+                              // mistral; llama's attention_bias also gives o_proj a bias
   int mlp_bias;               // mlp_bias (llama); not supported when true
+  int sliding_window;         // mistral, qwen2 with use_sliding_window: window in tokens, 0 = none;
+                              // the forward refuses sequences longer than the window
   int bos_id, eos_id;         // -1 when absent
   qs_dtype dtype;             // torch_dtype or dtype (F32 when absent)
+  char quant_method[24];      // quantization_config.quant_method ("gptq", "awq", ...), "" if none
+  int quant_bits;             // quantization_config.bits (0 when absent)
+  int quant_gptq_v2;          // checkpoint_format (or format) "gptq_v2": zeros stored without v1's -1
 };
 
 // Parses `json` (text of a config.json; `src` names it in messages). Unknown model_type,
@@ -41,6 +47,8 @@ qs_status qs_config_parse(struct qs_config *c, const char *json, const char *src
 qs_status qs_config_load(struct qs_config *c, const char *path);
 // Parameter count of the model (embeddings, lm_head if untied, layers, norms).
 long long qs_config_param_count(const struct qs_config *c);
+// 1 when o_proj has a bias (llama with attention_bias; qwen2's o_proj has none).
+int qs_config_o_bias(const struct qs_config *c);
 // Parameters of one decoder layer.
 long long qs_config_layer_params(const struct qs_config *c);
 

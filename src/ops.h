@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qs_common.h"
+
 struct qs_config;
 
 // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   (sum of squares in double, as the
@@ -29,6 +31,12 @@ void qs_rope_ref(float *x, int T, int n_heads, int head_dim, const float *inv_fr
 // subtraction. scratch: T floats.
 void qs_attention_ref(const float *q, const float *k, const float *v, float *out, int T,
                       int n_heads, int n_kv_heads, int head_dim, float *scratch);
+
+// The CPU backend of qs_attention_ref: same contract and the same bits (every sum in the same
+// order), with each KV head's keys transposed so that the inner loops vectorize. Allocates
+// T * head_dim floats (QS_ERR_OOM when it cannot).
+qs_status qs_attention(const float *q, const float *k, const float *v, float *out, int T, int n_heads,
+                       int n_kv_heads, int head_dim, float *scratch);
 
 // out[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + exp(-x)). out may alias gate.
 void qs_swiglu_ref(const float *gate, const float *up, float *out, size_t n);
