@@ -13,6 +13,7 @@ static const struct {
     {"inspect", qs_cmd_inspect, "FILE|DIR            tensors, dtypes, shapes, bytes of safetensors / HDF5"},
     {"generate", qs_cmd_generate, "--model DIR --tokens N   greedy decoding from BOS"},
     {"eval", qs_cmd_eval, "--model DIR --data F.h5 [--seqlen 512]   perplexity"},
+    {"quantize", qs_cmd_quantize, "--model DIR --calib F.h5 --out DIR [--method gptq|rtn --bits 4 ...]"},
     {"synth", qs_cmd_synth, "--config NAME [--layers N] [--seed S] --out DIR   random weights, real shapes"},
 };
 enum { N_COMMANDS = sizeof(k_commands) / sizeof(k_commands[0]) };
