@@ -41,18 +41,7 @@ stage() {
 }
 
 # ---- dependencies ---------------------------------------------------------------------------------
-pkgs=(libopenmpi-dev openmpi-bin libhdf5-dev libopenblas-dev liblapacke-dev libjansson-dev pkg-config
-      cmake python3-venv)
-deps() {
-  local missing=() p
-  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -eq 0 ]; then echo "all Debian packages present"; return 0; fi
-  echo "installing: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo -n"
-  $sudo apt-get update -q || return 1
-  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
-}
+deps() { bash "$root/scripts/deps.sh"; }
 
 # Python with safetensors, numpy, h5py, gguf for the python-labelled tests; QS_PYTHON stays empty
 # (those tests skip) when pip or the network is unavailable.

@@ -40,6 +40,7 @@
 #include "dtype.h"
 #include "qs_common.h"
 #include "safetensors.h"
+#include "tokens.h"
 
 QS_PARAM(synth_threads, "QS_SYNTH_THREADS", 0) // generator threads per rank; 0 = cores / local ranks
 
@@ -80,6 +81,7 @@ struct synth_opts {
   const char *out;
   uint64_t max_shard_bytes;
   int force;
+  uint64_t tokens;  // --tokens N: also write DIR/tokens.h5 (0 = no)
 };
 
 enum synth_init { SYNTH_NORMAL = 0, SYNTH_ONES };
@@ -437,7 +439,9 @@ static void synth_usage(FILE *f) {
              "  --seed S     generator seed (default 0); same seed, same bytes\n"
              "  --dtype      bf16 (default), f16 or f32\n"
              "  --shard-mb   largest shard in MB of 10^6 bytes (default 5000, as transformers)\n"
-             "  --force      replace an existing DIR\n");
+             "  --force      replace an existing DIR\n"
+             "  --tokens N   also write DIR/tokens.h5: /input_ids, a 1-D stream of N seeded random ids\n"
+             "               (BOS first) for calibration and perplexity smoke runs\n");
 }
 
 static int synth_parse_u64(const char *s, uint64_t *v) {
@@ -462,7 +466,8 @@ static qs_status synth_parse(int argc, char **argv, struct synth_opts *o, int lo
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { *help = 1; return QS_OK; }
     if (!strcmp(a, "--force")) { o->force = 1; continue; }
     int takes = !strcmp(a, "--config") || !strcmp(a, "--layers") || !strcmp(a, "--seed") ||
-                !strcmp(a, "--dtype") || !strcmp(a, "--out") || !strcmp(a, "--shard-mb");
+                !strcmp(a, "--dtype") || !strcmp(a, "--out") || !strcmp(a, "--shard-mb") ||
+                !strcmp(a, "--tokens");
     if (!takes) { bad = "unknown option"; what = a; break; }
     if (!v) { bad = "missing value after"; what = a; break; }
     i++;
@@ -474,6 +479,8 @@ static qs_status synth_parse(int argc, char **argv, struct synth_opts *o, int lo
       bad = "--layers needs a positive integer, not";
     else if (!strcmp(a, "--seed") && synth_parse_u64(v, &o->seed))
       bad = "--seed needs a non-negative integer, not";
+    else if (!strcmp(a, "--tokens") && (synth_parse_u64(v, &o->tokens) || o->tokens < 2 || o->tokens > (1ull << 31)))
+      bad = "--tokens needs an integer in [2, 2^31], not";
     else if (!strcmp(a, "--shard-mb") && (synth_parse_u64(v, &shard_mb) || !shard_mb || shard_mb > (1ull << 40)))
       bad = "--shard-mb needs a positive integer, not";
   }
@@ -516,6 +523,27 @@ fail:
   return status;
 }
 
+// DIR/tokens.h5: BOS, then ids splitmix64(seed ^ 0x746f6b656e73 + i) mod vocab (the key spells
+// "tokens": the stream does not repeat any weight's numbers).
+static qs_status synth_write_tokens(const struct synth_opts *o, const char *dir) {
+  qs_status status = QS_OK;
+  int32_t *ids = NULL;
+  char path[4096];
+  QS_ALLOC(ids, o->tokens);
+  ids[0] = o->preset->bos;
+  for (uint64_t i = 1; i < o->tokens; i++) {
+    uint64_t z = (o->seed ^ 0x746f6b656e73ull) + i * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    ids[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)o->preset->vocab);
+  }
+  QS_TRY(synth_path(path, sizeof(path), "%s/tokens.h5", dir));
+  QS_TRY(qs_tokens_write(path, NULL, ids, 1, (int64_t)o->tokens, 1));
+fail:
+  free(ids);
+  return status;
+}
+
 // Rank 0, after every shard is written: JSON files, a check that every shard (some written by other
 // ranks) is visible here, then the rename (an old <out> is moved aside first and removed last).
 static qs_status synth_finish(const struct synth_opts *o, const char *tmp, const struct synth_tensor *list,
@@ -526,6 +554,7 @@ static qs_status synth_finish(const struct synth_opts *o, const char *tmp, const
   QS_TRY(synth_write_json(tmp, "generation_config.json", synth_generation_json(o)));
   if (n_shards > 1)
     QS_TRY(synth_write_json(tmp, "model.safetensors.index.json", synth_index_json(list, n, n_shards, o->dtype)));
+  if (o->tokens) QS_TRY(synth_write_tokens(o, tmp));
   for (int s = 0; s < n_shards; s++) {
     synth_shard_name(file, sizeof(file), s, n_shards);
     QS_TRY(synth_path(path, sizeof(path), "%s/%s", tmp, file));

@@ -73,6 +73,18 @@ echo "wikitext2: gptq3 $gw rtn3 $rw   imdb: gptq3 $gi rtn3 $ri"
 lt "$gw" "$rw" || fail "wikitext2: GPTQ 3-bit ($gw) does not beat RTN ($rw)"
 lt "$gi" "$ri" || fail "imdb: GPTQ 3-bit ($gi) does not beat RTN ($ri)"
 
+echo "== 3b. synthetic llama-3-shaped model (every shape packs): checkpoint eval == quantize --eval"
+"$Q" synth --config tiny --seed 3 --tokens 40000 --out "$T/tiny" > /dev/null
+"$Q" quantize --model "$T/tiny" --calib "$T/tiny/tokens.h5" --samples 8 --seqlen 256 --bits 4 --group-size 128 \
+  --act-order --eval "$T/tiny/tokens.h5" --eval-windows 6 --out "$T/tq" > "$T/tq.log" 2>&1 || { cat "$T/tq.log"; fail tiny; }
+$QS_MPIEXEC -np 2 "$Q" eval --model "$T/tq" --data "$T/tiny/tokens.h5" --seqlen 256 --eval-windows 6 > "$T/tq.e.log"
+a=$(grep -E '^ppl ' "$T/tq.log" | awk '{print $2, $3, $4, $5, $6, $7}')
+b=$(grep -E '^ppl ' "$T/tq.e.log" | awk '{print $2, $3, $4, $5, $6, $7}')
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "tiny: quantize --eval '$a' != eval of the checkpoint '$b'"
+python3 -c "import json,sys; r=json.load(open('$T/tq/quant_report.json')); sys.exit(1 if r['unpacked'] else 0)" \
+  || fail "tiny: modules left unpacked"
+echo "tiny: $a"
+
 echo "== 4. bad input"
 bad() { # name expected-substring args...
   local name=$1 want=$2 rc=0
