@@ -82,7 +82,8 @@ fail:
 qs_status qs_outdir_write_json(const char *dir, const char *name, json_t *value) {
   qs_status status = QS_OK;
   char *path = qs_path_join(dir, name), *buf = NULL;
-  char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+  // 15 significant digits print 1e-05 and 500000.0 as written, not 1.0000000000000001e-05.
+  char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   if (!path || !text) QS_FAIL(QS_ERR_OOM, "out of memory serializing %s", name);
   size_t n = strlen(text);
   QS_ALLOC(buf, n + 1);

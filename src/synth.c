@@ -38,6 +38,7 @@
 #include "comm.h"
 #include "commands.h"
 #include "dtype.h"
+#include "outdir.h"
 #include "qs_common.h"
 #include "safetensors.h"
 #include "tokens.h"
@@ -337,22 +338,12 @@ fail:
   return status;
 }
 
+// Takes ownership of j (NULL: out of memory while building it).
 static qs_status synth_write_json(const char *dir, const char *name, json_t *j) {
   qs_status status = QS_OK;
-  char *path = qs_path_join(dir, name);
-  // Sorted keys and 2-space indent as transformers writes; 15 digits print 1e-5 and 500000.0, not
-  // 1.0000000000000001e-05.
-  char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) : NULL;
-  size_t len = text ? strlen(text) : 0;
-  char *nl = text ? realloc(text, len + 2) : NULL; // end with a newline, as Python's json files do
-  if (nl) text = nl;
-  if (!path || !nl) QS_FAIL(QS_ERR_OOM, "%s: out of memory building JSON", name);
-  text[len] = '\n';
-  text[len + 1] = '\0';
-  QS_TRY(qs_file_write_all(path, text, len + 1));
+  if (!j) QS_FAIL(QS_ERR_OOM, "%s: out of memory building JSON", name);
+  QS_TRY(qs_outdir_write_json(dir, name, j));
 fail:
-  free(text);
-  free(path);
   json_decref(j);
   return status;
 }
