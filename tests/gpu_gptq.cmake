@@ -1,0 +1,9 @@
+# tests/gpu_gptq.cmake — the GPU building blocks of GPTQ (kernels/hessian, gptq_factor, gptq_solve,
+# gptq_pack) against their CPU references in src/quant.h (label gpu). Built only with the CUDA backend;
+# the program exits 77 (skipped) without a CUDA device. `test_gptq_cuda --bench` times the phases on
+# llama-3-8b / 70b shapes.
+if(QS_USE_CUDA)
+  qs_add_c_test(test_gptq_cuda SOURCES test_gptq_cuda.c test_gptq_cuda_bench.c LABELS gpu)
+  # CPU references single-threaded (OPENBLAS_NUM_THREADS=1) on 4096-wide layers: about two minutes
+  set_tests_properties(test_gptq_cuda PROPERTIES TIMEOUT 900)
+endif()
