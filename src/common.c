@@ -151,23 +151,46 @@ fail:
   return status;
 }
 
-// Writes into "<path>.tmp.<pid>", fsyncs, then renames over <path>: readers never see a partial file.
+qs_status qs_tmpfile_open(struct qs_tmpfile *f, const char *path) {
+  qs_status status = QS_OK;
+  f->fd = -1;
+  f->path = path;
+  if ((size_t)snprintf(f->tmp, sizeof(f->tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(f->tmp))
+    QS_FAIL(QS_ERR_ARG, "%s: path too long", path);
+  f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (f->fd < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create: %s", f->tmp, strerror(errno));
+fail:
+  return status;
+}
+
+qs_status qs_tmpfile_commit(struct qs_tmpfile *f) {
+  qs_status status = QS_OK;
+  if (fsync(f->fd) != 0) QS_FAIL(QS_ERR_IO, "%s: fsync failed: %s", f->tmp, strerror(errno));
+  int rc = close(f->fd);
+  f->fd = -1;
+  if (rc != 0) QS_FAIL(QS_ERR_IO, "%s: close failed: %s", f->tmp, strerror(errno));
+  if (rename(f->tmp, f->path) != 0)
+    QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", f->tmp, f->path, strerror(errno));
+  f->tmp[0] = '\0'; // committed: nothing left to remove
+fail:
+  return status;
+}
+
+void qs_tmpfile_abort(struct qs_tmpfile *f) {
+  if (f->fd >= 0) close(f->fd);
+  f->fd = -1;
+  if (f->tmp[0]) unlink(f->tmp);
+  f->tmp[0] = '\0';
+}
+
 qs_status qs_file_write_all(const char *path, const void *data, size_t size) {
   qs_status status = QS_OK;
-  char tmp[4096];
-  int fd = -1;
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-  QS_TRY(qs_write_full(fd, data, size, tmp));
-  if (fsync(fd) != 0) QS_FAIL(QS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-  if (close(fd) != 0) { fd = -1; QS_FAIL(QS_ERR_IO, "%s: close failed: %s", tmp, strerror(errno)); }
-  fd = -1;
-  if (rename(tmp, path) != 0) QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", tmp, path, strerror(errno));
-  return QS_OK;
+  struct qs_tmpfile f = {.fd = -1};
+  QS_TRY(qs_tmpfile_open(&f, path));
+  QS_TRY(qs_write_full(f.fd, data, size, f.tmp));
+  QS_TRY(qs_tmpfile_commit(&f));
 fail:
-  if (fd >= 0) close(fd);
-  unlink(tmp);
+  qs_tmpfile_abort(&f);
   return status;
 }
 

@@ -156,8 +156,8 @@ static qs_status qs_gptq_prep_factor(struct qs_gptq_prep *prep, const float *H, 
     int info = qs_gptq_chol_inverse_lower(prep->U, (int)K);
     if (info < 0) QS_FAIL(QS_ERR_INTERNAL, "%s: LAPACK argument %d invalid", name, -info);
     if (info == 0) break;
-    float next = (frac > 0.0f ? frac : 1e-3f) * 10.0f;
-    if (attempt == 3)
+    float next = qs_gptq_damp_next(frac);
+    if (attempt == QS_GPTQ_DAMP_RAISES)
       QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian not positive definite even with damp %g of mean diag %g "
               "(leading minor %d); more calibration data is needed", name, (double)frac, (double)mean, info);
     qs_log(QS_LOG_WARN, "%s: Cholesky failed with damp %g (leading minor %d); retrying with damp %g",

@@ -91,6 +91,17 @@ int64_t qs_param_read(const char *env, int64_t def);
   }
 
 // ---- files ----------------------------------------------------------------------------------------
+// A file written under "<path>.tmp.<pid>" and renamed over <path> only when complete, so a reader
+// never sees a partial file: open, write to .fd (qs_write_full), then commit (fsync, close,
+// rename); on any failure abort (close, unlink; a no-op after commit).
+struct qs_tmpfile {
+  int fd;
+  char tmp[4096];
+  const char *path;
+};
+qs_status qs_tmpfile_open(struct qs_tmpfile *f, const char *path);
+qs_status qs_tmpfile_commit(struct qs_tmpfile *f);
+void qs_tmpfile_abort(struct qs_tmpfile *f);
 qs_status qs_file_read_all(const char *path, char **data, size_t *size); // NUL-terminated copy
 qs_status qs_file_write_all(const char *path, const void *data, size_t size); // tmp + rename
 qs_status qs_file_copy(const char *src, const char *dst);                  // tmp + rename

@@ -108,8 +108,13 @@ struct qs_gptq_prep {
   int update_ref;            // 0 after init; 1 = lazy updates by qs_gptq_update_block_ref (the spec,
                              // plain C, for tests and reference runs) instead of cblas_sgemm
 };
-// H: [K, K] row-major symmetric (not modified). `name` (module) is used in messages. Raises the
-// damping x10 up to 3 times when Cholesky fails; then QS_ERR_NUMERIC naming the module.
+// Damping schedule of the factorization, shared by the CPU and GPU paths: first opts.damp, then x10
+// (from 1e-3 when damp is 0) after each failed Cholesky, at most QS_GPTQ_DAMP_RAISES times; then
+// QS_ERR_NUMERIC naming the module.
+#define QS_GPTQ_DAMP_RAISES 3
+static inline float qs_gptq_damp_next(float frac) { return (frac > 0.0f ? frac : 1e-3f) * 10.0f; }
+
+// H: [K, K] row-major symmetric (not modified). `name` (module) is used in messages. Damping as above.
 qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
                             const struct qs_quant_opts *opts, const char *name);
 void qs_gptq_prep_free(struct qs_gptq_prep *prep);

@@ -222,26 +222,16 @@ fail:
 static qs_status write_shard_file(const char *path, const char *header, size_t hlen,
                                   struct qs_st_wtensor **o, size_t n) {
   qs_status status = QS_OK;
-  char tmp[4096];
+  struct qs_tmpfile f = {.fd = -1};
   unsigned char lenbuf[8];
-  int fd = -1;
-  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
-    QS_FAIL(QS_ERR_ARG, "%s: path too long", path);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  QS_TRY(qs_tmpfile_open(&f, path));
   for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)hlen >> (8 * i)); // u64 LE
-  QS_TRY(qs_write_full(fd, lenbuf, 8, tmp));
-  QS_TRY(qs_write_full(fd, header, hlen, tmp));
-  for (size_t i = 0; i < n; i++) QS_TRY(qs_write_full(fd, o[i]->data, o[i]->bytes, tmp));
-  if (fsync(fd) != 0) QS_FAIL(QS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-  int rc = close(fd);
-  fd = -1;
-  if (rc != 0) QS_FAIL(QS_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-  if (rename(tmp, path) != 0) QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", tmp, path, strerror(errno));
-  return QS_OK;
+  QS_TRY(qs_write_full(f.fd, lenbuf, 8, f.tmp));
+  QS_TRY(qs_write_full(f.fd, header, hlen, f.tmp));
+  for (size_t i = 0; i < n; i++) QS_TRY(qs_write_full(f.fd, o[i]->data, o[i]->bytes, f.tmp));
+  QS_TRY(qs_tmpfile_commit(&f));
 fail:
-  if (fd >= 0) close(fd);
-  unlink(tmp);
+  qs_tmpfile_abort(&f);
   return status;
 }
 
