@@ -6,15 +6,8 @@
 
 #include "tokens.h"
 
-static uint64_t splitmix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 int64_t qs_calib_offset(uint64_t seed, int64_t i, int64_t range) {
-  uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-  return (int64_t)(splitmix64(z) % (uint64_t)range);
+  return (int64_t)(qs_mix64(seed + (uint64_t)(i + 1) * QS_WEYL) % (uint64_t)range);
 }
 
 static qs_status calib_from_rows(const struct qs_tokens *t, int samples, int seqlen, const char *path,

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "config.h"
 #include "eval.h"
+#include "outdir.h"
 #include "model.h"
 #include "ops.h"
 #include "tokens.h"
@@ -276,7 +277,6 @@ static qs_status qs_eval_write_json(const char *path, const struct qs_eval_opts 
                                     double nll_sum, double seconds, int ranks) {
   qs_status status = QS_OK;
   double pred = (double)p->n_windows * (p->seqlen - 1);
-  char *text = NULL;
   json_t *j = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:I, s:s, s:s, s:s, s:f, s:i}", "ppl",
                         exp(nll_sum / pred), "nll", nll_sum / pred, "nll_sum", nll_sum, "windows",
                         (json_int_t)p->n_windows, "tokens", (json_int_t)p->n_windows * p->seqlen, "predicted",
@@ -284,13 +284,8 @@ static qs_status qs_eval_write_json(const char *path, const struct qs_eval_opts 
                         (json_int_t)p->n_avail, "model", o->model, "data", o->data, "dataset",
                         o->dataset ? o->dataset : "/input_ids", "seconds", seconds, "ranks", ranks);
   if (!j) QS_FAIL(QS_ERR_OOM, "%s: cannot build the JSON report", path);
-  text = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-  if (!text) QS_FAIL(QS_ERR_OOM, "%s: cannot format the JSON report", path);
-  size_t len = strlen(text);
-  text[len] = '\n'; // replaces the NUL: written as len + 1 bytes below
-  QS_TRY(qs_file_write_all(path, text, len + 1));
+  QS_TRY(qs_json_write_file(path, j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)));
 fail:
-  free(text);
   json_decref(j);
   return status;
 }
@@ -319,13 +314,33 @@ fail:
   return status;
 }
 
+// Every rank: its share of the planned windows, then the ordered sum over all of them. A rank that
+// fails is known to all before the gather, so none waits for it.
+static qs_status qs_eval_windows(struct qs_comm *world, struct qs_model *m, const struct qs_eval_plan *p,
+                                 const int32_t *ids, double t0, double *nll_sum) {
+  qs_status status = QS_OK;
+  double *nll = NULL;
+  long long begin = 0, end = 0;
+  qs_comm_split_range(p->n_windows, qs_comm_size(world), qs_comm_rank(world), &begin, &end);
+  qs_log0("eval: %s: %lld of %lld windows of %d tokens, %d ranks (rank 0: %lld windows)", m->dir, p->n_windows,
+          p->n_avail, p->seqlen, qs_comm_size(world), end - begin);
+  QS_ALLOC(nll, QS_MAX(end - begin, 1));
+  qs_status st = qs_eval_run_windows(m, ids, p->seqlen, begin, end, nll, t0);
+  int ok = st == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(world, &ok));
+  if (!ok) { status = st != QS_OK ? qs_trace(st, __FILE__, __LINE__, __func__) : QS_ERR_NUMERIC; goto fail; }
+  QS_TRY(qs_eval_gather_sum(world, p, nll, nll_sum));
+fail:
+  free(nll);
+  return status;
+}
+
 // Prints the result (rank 0) and writes --json.
 static qs_status qs_eval_report(struct qs_comm *world, const struct qs_eval_opts *o, const struct qs_eval_plan *p,
-                                const double *local, double t0, double t_load) {
+                                double nll_sum, double t0, double t_load) {
   qs_status status = QS_OK;
   int size = qs_comm_size(world);
-  double nll_sum = 0.0, pred = (double)p->n_windows * (p->seqlen - 1);
-  QS_TRY(qs_eval_gather_sum(world, p, local, &nll_sum));
+  double pred = (double)p->n_windows * (p->seqlen - 1);
   double seconds = qs_time_now() - t0;
   if (qs_comm_rank(world) == 0) {
     printf("ppl %.6f nll %.9f windows %lld tokens %lld predicted %lld seqlen %d\n", exp(nll_sum / pred),
@@ -359,9 +374,7 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   struct qs_model m;
   int help = 0, opened = 0, rank = qs_comm_rank(world);
   int32_t *ids = NULL;
-  double *nll = NULL;
-  long long begin = 0, end = 0;
-  double t0 = qs_time_now(), t_load = 0.0;
+  double t0 = qs_time_now(), t_load = 0.0, nll_sum = 0.0;
   char err[512];
   qs_status status = QS_OK;
   if (qs_eval_parse(argc, argv, &o, &help, err, sizeof(err)) != 0) {
@@ -376,19 +389,12 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   if ((status = qs_eval_share_tokens(world, &o, NULL, &p, &ids)) != QS_OK) goto fail;
   if ((status = qs_eval_open_model(world, o.model, &m, &opened)) != QS_OK) goto fail;
   t_load = qs_time_now() - t0;
-  qs_comm_split_range(p.n_windows, qs_comm_size(world), rank, &begin, &end);
-  qs_log0("eval: %s on %s: %lld of %lld windows of %d tokens, %d ranks (rank 0: %lld windows), load %.2f s",
-          o.model, o.data, p.n_windows, p.n_avail, p.seqlen, qs_comm_size(world), end - begin, t_load);
-  QS_ALLOC(nll, QS_MAX(end - begin, 1));
-  qs_status st = qs_eval_run_windows(&m, ids, p.seqlen, begin, end, nll, t0);
-  int ok = st == QS_OK;
-  QS_TRY(qs_comm_allreduce_and(world, &ok));
-  if (!ok) { status = st != QS_OK ? qs_trace(st, __FILE__, __LINE__, __func__) : QS_ERR_NUMERIC; goto fail; }
-  QS_TRY(qs_eval_report(world, &o, &p, nll, t0, t_load));
+  qs_log0("eval: %s on %s, load %.2f s", o.model, o.data, t_load);
+  QS_TRY(qs_eval_windows(world, &m, &p, ids, t0, &nll_sum));
+  QS_TRY(qs_eval_report(world, &o, &p, nll_sum, t0, t_load));
 fail:
   if (opened) qs_model_close(&m);
   free(ids);
-  free(nll);
   return status == QS_OK ? 0 : 1;
 }
 
@@ -400,16 +406,9 @@ qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *d
   struct qs_eval_opts o = {.model = m->dir, .data = data, .seqlen = seqlen, .max_windows = max_windows};
   struct qs_eval_plan p;
   int32_t *ids = NULL;
-  double *nll = NULL, t0 = qs_time_now();
-  long long begin = 0, end = 0;
+  double t0 = qs_time_now(), sum = 0.0;
   QS_TRY(qs_eval_share_tokens(world, &o, &m->cfg, &p, &ids));
-  qs_comm_split_range(p.n_windows, qs_comm_size(world), qs_comm_rank(world), &begin, &end);
-  qs_log0("eval: %s: %lld of %lld windows of %d tokens, %d ranks", data, p.n_windows, p.n_avail, p.seqlen,
-          qs_comm_size(world));
-  QS_ALLOC(nll, QS_MAX(end - begin, 1));
-  QS_TRY(qs_eval_run_windows(m, ids, p.seqlen, begin, end, nll, t0));
-  double sum = 0.0;
-  QS_TRY(qs_eval_gather_sum(world, &p, nll, &sum));
+  QS_TRY(qs_eval_windows(world, m, &p, ids, t0, &sum));
   r->seqlen = p.seqlen;
   r->windows = p.n_windows;
   r->tokens = p.n_windows * p.seqlen;
@@ -419,7 +418,6 @@ qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *d
   r->seconds = qs_time_now() - t0;
 fail:
   free(ids);
-  free(nll);
   return status;
 }
 

@@ -79,21 +79,29 @@ fail:
   return status;
 }
 
-qs_status qs_outdir_write_json(const char *dir, const char *name, json_t *value) {
+qs_status qs_json_write_file(const char *path, json_t *value, size_t flags) {
   qs_status status = QS_OK;
-  char *path = qs_path_join(dir, name), *buf = NULL;
-  // 15 significant digits print 1e-05 and 500000.0 as written, not 1.0000000000000001e-05.
-  char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-  if (!path || !text) QS_FAIL(QS_ERR_OOM, "out of memory serializing %s", name);
+  char *text = json_dumps(value, flags), *buf = NULL;
+  if (!text) QS_FAIL(QS_ERR_OOM, "%s: out of memory serializing JSON", path);
   size_t n = strlen(text);
   QS_ALLOC(buf, n + 1);
   memcpy(buf, text, n);
   buf[n] = '\n'; // trailing newline, as HF writers do
   QS_TRY(qs_file_write_all(path, buf, n + 1));
 fail:
-  free(path);
   free(text);
   free(buf);
+  return status;
+}
+
+qs_status qs_outdir_write_json(const char *dir, const char *name, json_t *value) {
+  qs_status status = QS_OK;
+  char *path = qs_path_join(dir, name);
+  if (!path) QS_FAIL(QS_ERR_OOM, "out of memory");
+  // 15 significant digits print 1e-05 and 500000.0 as written, not 1.0000000000000001e-05.
+  QS_TRY(qs_json_write_file(path, value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)));
+fail:
+  free(path);
   return status;
 }
 

@@ -22,6 +22,8 @@ qs_status qs_outdir_copy_aux(const char *model_dir, const char *dir);
 // Writes dir/config.json: the model's config.json with `key` set to `value` (e.g.
 // "quantization_config"); value NULL writes it unchanged. Key order of the original is kept.
 qs_status qs_outdir_write_config(const char *model_dir, const char *dir, const char *key, json_t *value);
+// Writes `value` serialized with jansson `flags` plus a trailing newline to `path` (tmp + rename).
+qs_status qs_json_write_file(const char *path, json_t *value, size_t flags);
 // Writes a JSON value (2-space indent, keys in insertion order, 15 significant digits, trailing
 // newline) to dir/name via tmp + rename.
 qs_status qs_outdir_write_json(const char *dir, const char *name, json_t *value);

@@ -117,6 +117,20 @@ qs_status qs_write_full(int fd, const void *buf, size_t size, const char *path);
 double qs_time_now(void); // monotonic seconds
 size_t qs_peak_rss_bytes(void);
 
+// splitmix64 finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mix. Applied to a Weyl sequence
+// seed + i * 0x9E3779B97F4A7C15 it is the counter-based generator behind calibration offsets, synthetic
+// weights and tokens, and test inputs: any element can be drawn independently, on any rank.
+#define QS_WEYL 0x9E3779B97F4A7C15ull
+static inline uint64_t qs_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+// Next uniform double in (0, 1) of the stream `state` (53 random bits, never 0 or 1).
+static inline double qs_rand_open01(uint64_t *state) {
+  return ((double)(qs_mix64(*state += QS_WEYL) >> 11) + 0.5) * 0x1p-53;
+}
+
 #define QS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QS_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define QS_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))

@@ -39,11 +39,14 @@ static qs_status hessian_leaf(void *ctx, long long s, float *out) {
 }
 
 // Per-row ||(w - q) X|| and ||w X|| squared, as (w-q) H (w-q)^T and w H w^T (H ∝ X^T X).
-static void row_output_error(const float *W0, const float *Q, const float *H, int64_t nrows, int64_t K,
-                             double *num, double *den) {
-  float *D = malloc((size_t)K * sizeof(float)), *DH = malloc((size_t)K * sizeof(float));
-  float *WH = malloc((size_t)K * sizeof(float));
-  for (int64_t r = 0; r < nrows && D && DH && WH; r++) {
+static qs_status row_output_error(const float *W0, const float *Q, const float *H, int64_t nrows, int64_t K,
+                                  double *num, double *den) {
+  qs_status status = QS_OK;
+  float *D = NULL, *DH = NULL, *WH = NULL;
+  QS_ALLOC(D, K);
+  QS_ALLOC(DH, K);
+  QS_ALLOC(WH, K);
+  for (int64_t r = 0; r < nrows; r++) {
     const float *w = W0 + r * K, *q = Q + r * K;
     for (int64_t k = 0; k < K; k++) D[k] = w[k] - q[k];
     cblas_ssymv(CblasRowMajor, CblasUpper, (int)K, 1.0f, H, (int)K, D, 1, 0.0f, DH, 1);
@@ -53,7 +56,11 @@ static void row_output_error(const float *W0, const float *Q, const float *H, in
     num[r] = a;
     den[r] = b;
   }
-  free(D); free(DH); free(WH);
+fail:
+  free(D);
+  free(DH);
+  free(WH);
+  return status;
 }
 
 // Buffers of one module: full [N, ...] arrays; this rank fills rows [r0, r1), the gather the rest.
@@ -155,7 +162,7 @@ static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep 
                                          q.zeros + q.r0 * q.G, q.loss + q.r0));
   else QS_TRY(qs_rtn_quantize_rows(Wr, nr, q.K, o, q.codes + q.r0 * q.K, q.scales + q.r0 * q.G,
                                    q.zeros + q.r0 * q.G));
-  if (H) row_output_error(q.W0, Wr, H, nr, q.K, q.num + q.r0, q.den + q.r0);
+  if (H) QS_TRY(row_output_error(q.W0, Wr, H, nr, q.K, q.num + q.r0, q.den + q.r0));
   QS_TRY(qmod_gather(&q, run->world, lin));
   QS_ALLOC(g_idx, q.K);
   if (prep) qs_gptq_g_idx(prep, g_idx);

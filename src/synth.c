@@ -96,11 +96,6 @@ struct synth_tensor {
 };
 
 // ---- generator -----------------------------------------------------------------------------------
-static uint64_t synth_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 static uint64_t synth_fnv1a64(const char *s) {
   uint64_t h = 0xCBF29CE484222325ull;
@@ -108,7 +103,7 @@ static uint64_t synth_fnv1a64(const char *s) {
   return h;
 }
 
-static uint64_t synth_tensor_key(uint64_t seed, const char *name) { return synth_mix64(seed ^ synth_fnv1a64(name)); }
+static uint64_t synth_tensor_key(uint64_t seed, const char *name) { return qs_mix64(seed ^ synth_fnv1a64(name)); }
 
 // ln(u) for u in (0, 1] from +, -, *, / alone. u = m 2^e with m in [sqrt(1/2), sqrt(2));
 // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.1716: the series to s^15 is exact to 1e-15.
@@ -151,7 +146,7 @@ static void synth_sincos_2pi(double u, double *sn, double *cs) {
 static void synth_normal(uint64_t key, double std, int64_t begin, int64_t n, float *out) {
   for (int64_t i = 0; i < n; i += 2) {
     uint64_t j = (uint64_t)(begin + i) >> 1;
-    uint64_t bits = synth_mix64(key + (j + 1) * 0x9E3779B97F4A7C15ull);
+    uint64_t bits = qs_mix64(key + (j + 1) * QS_WEYL);
     double u1 = ((double)(bits >> 32) + 1.0) * 0x1p-32;
     double u2 = (double)(bits & 0xFFFFFFFFu) * 0x1p-32;
     double r = std * sqrt(-2.0 * synth_log(u1)), sn, cs;
@@ -523,10 +518,7 @@ static qs_status synth_write_tokens(const struct synth_opts *o, const char *dir)
   QS_ALLOC(ids, o->tokens);
   ids[0] = o->preset->bos;
   for (uint64_t i = 1; i < o->tokens; i++) {
-    uint64_t z = (o->seed ^ 0x746f6b656e73ull) + i * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    ids[i] = (int32_t)((z ^ (z >> 31)) % (uint64_t)o->preset->vocab);
+    ids[i] = (int32_t)(qs_mix64((o->seed ^ 0x746f6b656e73ull) + i * QS_WEYL) % (uint64_t)o->preset->vocab);
   }
   QS_TRY(synth_path(path, sizeof(path), "%s/tokens.h5", dir));
   QS_TRY(qs_tokens_write(path, NULL, ids, 1, (int64_t)o->tokens, 1));

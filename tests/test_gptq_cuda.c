@@ -48,11 +48,7 @@ static const double U32 = 0x1p-24; // fp32 unit roundoff
 
 static uint64_t g_rng = 0x243F6A8885A308D3ull;
 static double rnd_uniform(void) { // splitmix64 -> (0, 1)
-  uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return ((double)(z >> 11) + 0.5) * 0x1p-53;
+  return qs_rand_open01(&g_rng);
 }
 static float rnd_gauss(void) {
   double u = rnd_uniform(), v = rnd_uniform();

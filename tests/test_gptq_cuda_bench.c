@@ -42,11 +42,7 @@ static const double BENCH_PEAK_BF16 = 800e12;
 
 static uint64_t bench_rng = 0x0DDB1A5E5BADDEEDull;
 static double bench_uniform(void) { // splitmix64 -> (0, 1)
-  uint64_t z = (bench_rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return ((double)(z >> 11) + 0.5) * 0x1p-53;
+  return qs_rand_open01(&bench_rng);
 }
 static float bench_gauss(void) { // Box-Muller on two independent uniforms
   double u = bench_uniform(), v = bench_uniform();

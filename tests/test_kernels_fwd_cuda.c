@@ -34,6 +34,7 @@
 #include "embedding.h"
 #include "ops.h"
 #include "qs_test.h"
+#include "qs_test_cuda.h"
 #include "residual.h"
 #include "rope.h"
 #include "swiglu.h"
@@ -41,22 +42,8 @@
 static uint64_t g_rng = 0x13198A2E03707344ull;
 
 static double test_uniform(double lo, double hi) { // splitmix64 -> [lo, hi)
-  uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return lo + (hi - lo) * (double)(z >> 11) * 0x1p-53;
+  return lo + (hi - lo) * (double)(qs_mix64(g_rng += QS_WEYL) >> 11) * 0x1p-53;
 }
-
-#define TEST_CUDA(call)                                                                 \
-  do {                                                                                  \
-    cudaError_t e_ = (call);                                                            \
-    if (e_ != cudaSuccess) {                                                            \
-      fprintf(stderr, "FAIL %s:%d: %s -> %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      qs_test_failures++;                                                               \
-      goto done;                                                                        \
-    }                                                                                   \
-  } while (0)
 
 #define TEST_ALLOC(...)                                                                 \
   do {                                                                                  \
