@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "attention.h"
+#include "attention_f32.h"
 #include "qs_cuda.h"
 #include "qs_cuda_cvt.cuh"
 
@@ -309,6 +310,9 @@ static qs_status qs_attention_dispatch(const void *q, const void *k, const void 
 extern "C" qs_status qs_attention_cuda(const void *q, const void *k, const void *v, void *out, int batch, int T,
                                        int n_heads, int n_kv_heads, int head_dim, qs_dtype dt, cudaStream_t stream) {
   qs_status status = QS_OK;
+  if (dt == QS_DTYPE_F32) // the all-fp32 mode: its own scalar kernel, with its own checks
+    return qs_attention_f32_cuda((const float *)q, (const float *)k, (const float *)v, (float *)out, batch, T, n_heads,
+                                 n_kv_heads, head_dim, stream);
   if (batch <= 0 || T <= 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0)
     QS_FAIL(QS_ERR_ARG, "attention: batch %d, T %d, n_heads %d, n_kv_heads %d, head_dim %d must be positive",
             batch, T, n_heads, n_kv_heads, head_dim);
@@ -322,7 +326,7 @@ extern "C" qs_status qs_attention_cuda(const void *q, const void *k, const void 
   else if (dt == QS_DTYPE_F16)
     status = qs_attention_dispatch<__half>(q, k, v, out, batch, T, n_heads, n_kv_heads, head_dim, stream);
   else
-    QS_FAIL(QS_ERR_UNSUPPORTED, "attention: dtype %s not supported (BF16, F16)", qs_dtype_name(dt));
+    QS_FAIL(QS_ERR_UNSUPPORTED, "attention: dtype %s not supported (F32, BF16, F16)", qs_dtype_name(dt));
   if (status == QS_ERR_UNSUPPORTED)
     QS_FAIL(QS_ERR_UNSUPPORTED, "attention: head_dim %d not supported (8, 16, 32, 48, 64, 96, 128)", head_dim);
 fail:

@@ -19,7 +19,8 @@ extern "C" {
 // for the tensor-core product with v (the flash-attention scheme), the output once to `dt`.
 // head_dim: 8, 16, 32, 48, 64, 96 or 128 (else QS_ERR_UNSUPPORTED); n_heads a multiple of
 // n_kv_heads. out may equal q (each block reads its own query rows before writing them), not k or v.
-// Asynchronous on `stream`.
+// dt F32 is forwarded to qs_attention_f32_cuda (attention_f32.h: fp32 throughout, 8-byte alignment,
+// any even head_dim <= 256). Asynchronous on `stream`.
 qs_status qs_attention_cuda(const void *q, const void *k, const void *v, void *out, int batch, int T, int n_heads,
                             int n_kv_heads, int head_dim, qs_dtype dt, cudaStream_t stream);
 

@@ -120,13 +120,14 @@ __global__ void qs_gs_scatter_kernel(const float *Wp, const uint8_t *codes_p, in
 
 // ---- the fused block kernel ---------------------------------------------------------------------------
 
-// Block [i1, i1 + count) for rows [blockIdx.x*THREADS, +THREADS). Err is [BS, nrows] (column i of
-// the block is contiguous over rows: coalesced stores, and the sgemm reads it transposed).
+// Block [i1, i1 + count) for rows [blockIdx.x*THREADS, +THREADS). Err is [BS, lde] (column i of
+// the block is contiguous over rows: coalesced stores, and the sgemm reads it transposed; lde is
+// nrows rounded up to 64 so that the sgemm's operand layout does not depend on nrows).
 template <int BS>
 __global__ void __launch_bounds__(QS_GS_THREADS)
 qs_gs_block_kernel(float *Wp, int64_t ldp, int64_t nrows, int64_t i1, int count, const float *U, int64_t K,
                    const int32_t *perm, int gs, int static_groups, const uint16_t *scales, const uint8_t *zeros,
-                   int64_t G, float maxq, uint8_t *codes_p, float *Err, double *loss) {
+                   int64_t G, float maxq, uint8_t *codes_p, float *Err, int64_t lde, double *loss) {
   extern __shared__ float su[]; // [BS][BS]: su[i*BS + j] = U[i1+i, i1+j], j >= i, zero elsewhere
   __shared__ int sg[BS];        // group (scales/zeros column) of position i1+i
   for (int t = threadIdx.x; t < BS * BS; t += blockDim.x) {
@@ -168,7 +169,7 @@ qs_gs_block_kernel(float *Wp, int64_t ldp, int64_t nrows, int64_t i1, int count,
       float wq = __fmul_rn(scale, __fsub_rn(q, zero)), diff = __fsub_rn(x, wq), e = __fdiv_rn(diff, d);
       ls = __dadd_rn(ls, __ddiv_rn(__dmul_rn((double)diff, (double)diff), __dmul_rn((double)d, (double)d)));
       cw[i / 4] |= (uint32_t)q << (8 * (i % 4));
-      Err[i * nrows + row] = e;
+      Err[i * lde + row] = e;
       w[i] = wq;
 #pragma unroll
       for (int j = i + 1; j < BS; j++) w[j] = __fsub_rn(w[j], __fmul_rn(e, su[i * BS + j]));
@@ -188,10 +189,10 @@ qs_gs_block_kernel(float *Wp, int64_t ldp, int64_t nrows, int64_t i1, int count,
 struct qs_gs_work {
   float *Wp;          // [nrows, ldp] positions, padded
   uint8_t *codes_p;   // [nrows, ldp]
-  float *Err;         // [BS, nrows]
+  float *Err;         // [BS, lde]
   double *loss;       // [nrows]
   unsigned long long *bad;
-  int64_t ldp, G;
+  int64_t ldp, G, lde;
 };
 
 static qs_status qs_gs_grid_launch(const float *x, int64_t ldx, int64_t nrows, int64_t c_first, int64_t span,
@@ -209,8 +210,8 @@ fail:
 
 // One lazy block: grids of groups starting in it (non-static), the fused kernel, the sgemm.
 static qs_status qs_gs_block_launch(const struct qs_gptq_prep_cuda *prep, struct qs_gs_work *wk, int64_t nrows,
-                                    int64_t i1, uint16_t *scales, uint8_t *zeros, cublasHandle_t blas,
-                                    cudaStream_t stream) {
+                                    int64_t row_tile, int64_t i1, uint16_t *scales, uint8_t *zeros,
+                                    cublasHandle_t blas, cudaStream_t stream) {
   qs_status status = QS_OK;
   const struct qs_quant_opts *o = &prep->opts;
   const int64_t K = prep->K, i2 = QS_MIN(i1 + QS_GS_BS, K), gs = o->group_size;
@@ -223,13 +224,18 @@ static qs_status qs_gs_block_launch(const struct qs_gptq_prep_cuda *prep, struct
   }
   qs_gs_block_kernel<QS_GS_BS><<<(unsigned)QS_CEIL_DIV(nrows, QS_GS_THREADS), QS_GS_THREADS, QS_GS_SMEM, stream>>>(
       wk->Wp, wk->ldp, nrows, i1, (int)(i2 - i1), prep->U, K, prep->perm, o->group_size, o->static_groups, scales,
-      zeros, wk->G, (float)((1 << o->bits) - 1), wk->codes_p, wk->Err, wk->loss);
+      zeros, wk->G, (float)((1 << o->bits) - 1), wk->codes_p, wk->Err, wk->lde, wk->loss);
   QS_CUDA_CHECK(cudaGetLastError());
   // Row-major Wp[:, i2:K] -= Err[rows, 128] · U[i1:i2, i2:K], column-major: C (K-i2 x nrows, ld ldp)
-  // -= A (U block, K-i2 x 128, ld K) · (Err as nrows x 128, ld nrows)ᵀ.
-  if (i2 < K)
-    QS_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)(K - i2), (int)nrows, QS_GS_BS, &minus1,
-                                prep->U + i1 * K + i2, (int)K, wk->Err, (int)nrows, &one, wk->Wp + i2, (int)wk->ldp));
+  // -= A (U block, K-i2 x 128, ld K) · (Err as nrows x 128, ld lde)ᵀ.
+  // With row_tile, one sgemm per tile of rows (the last may be shorter): a row's update then comes
+  // from a call of the same shape whatever block of rows this call was given (see the header).
+  for (int64_t r = 0; i2 < K && r < nrows; r += row_tile) {
+    int64_t m = QS_MIN(row_tile, nrows - r);
+    QS_CUBLAS_CHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)(K - i2), (int)m, QS_GS_BS, &minus1,
+                                prep->U + i1 * K + i2, (int)K, wk->Err + r, (int)wk->lde, &one,
+                                wk->Wp + r * wk->ldp + i2, (int)wk->ldp));
+  }
 fail:
   return status;
 }
@@ -270,7 +276,8 @@ static qs_status qs_gs_work_init(struct qs_gs_work *wk, int64_t nrows, int64_t K
   wk->G = G;
   QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->Wp, sizeof(float) * (size_t)(nrows * wk->ldp), stream));
   QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->codes_p, (size_t)(nrows * wk->ldp), stream));
-  QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->Err, sizeof(float) * (size_t)(nrows * QS_GS_BS), stream));
+  wk->lde = QS_CEIL_DIV(QS_MAX(nrows, (int64_t)1), (int64_t)64) * 64;
+  QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->Err, sizeof(float) * (size_t)(wk->lde * QS_GS_BS), stream));
   QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->loss, sizeof(double) * (size_t)nrows, stream));
   QS_CUDA_CHECK(cudaMallocAsync((void **)&wk->bad, sizeof(unsigned long long), stream));
   QS_CUDA_CHECK(cudaMemsetAsync(wk->loss, 0, sizeof(double) * (size_t)nrows, stream));
@@ -290,6 +297,12 @@ static void qs_gs_work_free(struct qs_gs_work *wk, cudaStream_t stream) {
 extern "C" qs_status qs_gptq_quantize_cuda(const struct qs_gptq_prep_cuda *prep, float *W, int64_t nrows,
                                            uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *row_loss,
                                            cublasHandle_t blas, cudaStream_t stream) {
+  return qs_gptq_quantize_tiled_cuda(prep, W, nrows, 0, codes, scales, zeros, row_loss, blas, stream);
+}
+
+extern "C" qs_status qs_gptq_quantize_tiled_cuda(const struct qs_gptq_prep_cuda *prep, float *W, int64_t nrows,
+                                                 int64_t row_tile, uint8_t *codes, uint16_t *scales, uint8_t *zeros,
+                                                 float *row_loss, cublasHandle_t blas, cudaStream_t stream) {
   qs_status status = QS_OK;
   struct qs_gs_work wk = {};
   const int64_t K = prep->K;
@@ -306,7 +319,9 @@ extern "C" qs_status qs_gptq_quantize_cuda(const struct qs_gptq_prep_cuda *prep,
       W, K, wk.ldp, nrows, prep->perm, prep->dead, wk.Wp, wk.bad);
   QS_CUDA_CHECK(cudaGetLastError());
   QS_TRY(qs_gs_pregrids(prep, W, nrows, scales, zeros, G, stream));
-  for (int64_t i1 = 0; i1 < K; i1 += QS_GS_BS) QS_TRY(qs_gs_block_launch(prep, &wk, nrows, i1, scales, zeros, blas, stream));
+  if (row_tile <= 0) row_tile = QS_MAX(nrows, (int64_t)1);
+  for (int64_t i1 = 0; i1 < K; i1 += QS_GS_BS)
+    QS_TRY(qs_gs_block_launch(prep, &wk, nrows, row_tile, i1, scales, zeros, blas, stream));
   qs_gs_scatter_kernel<<<dim3((unsigned)QS_CEIL_DIV(K, 256), ry), 256, 0, stream>>>(
       wk.Wp, wk.codes_p, wk.ldp, K, nrows, prep->perm, W, codes, wk.loss, row_loss);
   QS_CUDA_CHECK(cudaGetLastError());

@@ -13,7 +13,8 @@
 #
 # Environment: QS_CUDA_ARCHS (default 90a: Hopper, wgmma/setmaxnreg allowed), QS_DEVICE_BUILD
 # (build dir, default build-device), QS_WERROR (default OFF: a newer compiler's new warnings in
-# host code must not hide the GPU results; CI builds with -Werror), QS_CTEST_LABEL (default gpu).
+# host code must not hide the GPU results; CI builds with -Werror), QS_CTEST_LABEL (default gpu),
+# QS_DATA_DIR (the shared data; on the device a carried subset, e.g. $PWD/.devdata).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -67,6 +68,7 @@ fi
 # ---- configure, build, test ---------------------------------------------------------------------
 step "configure (CUDA archs $archs)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQS_WITH_CUDA=ON \
+  -DQS_DATA_DIR="${QS_DATA_DIR:-$root/../shared/data}" \
   -DQS_CUDA_ARCHS="$archs" -DCMAKE_CUDA_ARCHITECTURES="$archs" -DQS_WERROR="${QS_WERROR:-OFF}" \
   2>&1 | tee "$logs/configure.log"
 

@@ -52,7 +52,7 @@ venv() {
   if [ -x "$py" ] && pyenv_check "$py"; then QS_PYTHON=$py; echo "reusing .venv"; return 0; fi
   if ! python3 -m venv "$root/.venv"; then echo "python3 -m venv failed: python tests will skip"; return 77; fi
   if ! "$py" -m pip install -q --no-input --disable-pip-version-check --timeout 60 \
-       safetensors numpy h5py gguf; then
+       safetensors numpy h5py gguf pyyaml; then
     echo "pip install failed (offline?): python tests will skip"
     return 77
   fi

@@ -34,10 +34,39 @@ const char *qs_log_host(void) {
   return g_host;
 }
 
-static void vlog(FILE *out, const char *prefix, const char *fmt, va_list ap) {
+static int g_json = 0;
+void qs_log_set_json(int on) { g_json = on; }
+
+// s as the body of a JSON string: ", \ and control characters escaped (bytes >= 0x80 pass: UTF-8).
+static void json_escape(const char *s, char *out, size_t cap) {
+  size_t k = 0;
+  for (; *s && k + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') { out[k++] = '\\'; out[k++] = (char)c; }
+    else if (c < 0x20) k += (size_t)snprintf(out + k, cap - k, "\\u%04x", c);
+    else out[k++] = (char)c;
+  }
+  out[k] = '\0';
+}
+
+// One JSON object per line: {"event": "log", "ts", "level", "rank", "host", "msg"}.
+static void vlog_json(FILE *out, int level, const char *msg) {
+  static const char *names[] = {"error", "warning", "info", "debug"};
+  char body[4 * 2048 + 8], host[256];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  json_escape(msg, body, sizeof(body));
+  json_escape(qs_log_host(), host, sizeof(host));
+  fprintf(out, "{\"event\":\"log\",\"ts\":%.6f,\"level\":\"%s\",\"rank\":%d,\"host\":\"%s\",\"msg\":\"%s\"}\n",
+          (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec, names[level < 0 ? 0 : level > 3 ? 3 : level], g_rank,
+          host, body);
+}
+
+static void vlog(FILE *out, int level, const char *prefix, const char *fmt, va_list ap) {
   char msg[2048];
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  if (g_size > 1) fprintf(out, "%s[rank %d/%d %s] %s\n", prefix, g_rank, g_size, qs_log_host(), msg);
+  if (g_json) vlog_json(out, level, msg);
+  else if (g_size > 1) fprintf(out, "%s[rank %d/%d %s] %s\n", prefix, g_rank, g_size, qs_log_host(), msg);
   else fprintf(out, "%s%s\n", prefix, msg);
   fflush(out);
 }
@@ -48,7 +77,7 @@ void qs_log(int level, const char *fmt, ...) {
   if (level > max_level) return;
   va_list ap;
   va_start(ap, fmt);
-  vlog(level <= QS_LOG_WARN ? stderr : stdout, level == QS_LOG_WARN ? "qshard: warning: " : "", fmt, ap);
+  vlog(level <= QS_LOG_WARN ? stderr : stdout, level, level == QS_LOG_WARN ? "qshard: warning: " : "", fmt, ap);
   va_end(ap);
 }
 
@@ -56,7 +85,7 @@ void qs_log0(const char *fmt, ...) {
   if (g_rank != 0) return;
   va_list ap;
   va_start(ap, fmt);
-  vlog(stdout, "", fmt, ap);
+  vlog(stdout, QS_LOG_INFO, "", fmt, ap);
   va_end(ap);
 }
 

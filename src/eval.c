@@ -19,6 +19,7 @@
 #include "comm.h"
 #include "commands.h"
 #include "config.h"
+#include "device.h"
 #include "eval.h"
 #include "outdir.h"
 #include "model.h"
@@ -35,6 +36,7 @@ struct qs_eval_opts {
   const char *model, *data, *dataset, *json;
   long long seqlen;      // 0: not given
   long long max_windows; // 0: all
+  struct qs_eval_device dev;
 };
 
 // What rank 0 decided from the token file and the config, sent to every rank.
@@ -50,7 +52,7 @@ static void qs_eval_usage(FILE *out) {
   fprintf(out,
           "usage: qshard eval --model DIR --data TOKENS.h5 [options]     (alone or under mpirun -np P)\n"
           "\n"
-          "Perplexity of the model in DIR (float32 forward on the CPU; FP or GPTQ checkpoints) on the\n"
+          "Perplexity of the model in DIR (fp32 on the CPU, bf16 or fp32 on a GPU; FP or GPTQ checkpoints) on the\n"
           "token ids of an HDF5 dataset, as GPTQ/transformers evaluations compute it: a 1-D stream of n\n"
           "tokens is cut into n / seqlen non-overlapping windows (the tail is dropped); a 2-D dataset\n"
           "[rows, cols] is rows windows of cols tokens. In each window every token after the first is\n"
@@ -65,6 +67,8 @@ static void qs_eval_usage(FILE *out) {
           "                     a 2-D dataset fixes it to its column count. N > max_position_embeddings\n"
           "                     is allowed with a warning (RoPE positions past the trained range).\n"
           "  --eval-windows N   only the first N windows (quick checks)\n"
+          "  --device D         cuda, cpu or auto (default: cuda when built with CUDA and every rank sees a\n"
+          "                     GPU); --precision bf16|fp32 (cuda; default bf16 activations, fp32 sums)\n"
           "  --json FILE        also write {\"ppl\", \"nll\", \"windows\", \"tokens\", \"seqlen\", ...} to FILE\n"
           "\n"
           "output (rank 0): progress lines, then\n"
@@ -109,6 +113,12 @@ static int qs_eval_parse(int argc, char **argv, struct qs_eval_opts *o, int *hel
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--data"))) o->data = v;
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--dataset"))) o->dataset = v;
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--json"))) o->json = v;
+    else if ((v = qs_eval_opt_value(argc, argv, &i, "--device"))) {
+      if ((o->dev.kind = qs_device_parse(v)) < 0) { snprintf(err, errlen, "--device '%s': expected cuda, cpu or auto", v); bad = 1; }
+    } else if ((v = qs_eval_opt_value(argc, argv, &i, "--precision"))) {
+      if (strcmp(v, "bf16") && strcmp(v, "fp32")) { snprintf(err, errlen, "--precision '%s': expected bf16 or fp32", v); bad = 1; }
+      o->dev.f32 = !strcmp(v, "fp32");
+    }
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--seqlen")))
       bad = qs_eval_parse_int("--seqlen", v, 2, 1 << 24, &o->seqlen, err, errlen);
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--eval-windows")))
@@ -317,7 +327,8 @@ fail:
 // Every rank: its share of the planned windows, then the ordered sum over all of them. A rank that
 // fails is known to all before the gather, so none waits for it.
 static qs_status qs_eval_windows(struct qs_comm *world, struct qs_model *m, const struct qs_eval_plan *p,
-                                 const int32_t *ids, double t0, double *nll_sum) {
+                                 const int32_t *ids, const struct qs_eval_device *dev, double t0,
+                                 double *nll_sum) {
   qs_status status = QS_OK;
   double *nll = NULL;
   long long begin = 0, end = 0;
@@ -325,7 +336,17 @@ static qs_status qs_eval_windows(struct qs_comm *world, struct qs_model *m, cons
   qs_log0("eval: %s: %lld of %lld windows of %d tokens, %d ranks (rank 0: %lld windows)", m->dir, p->n_windows,
           p->n_avail, p->seqlen, qs_comm_size(world), end - begin);
   QS_ALLOC(nll, QS_MAX(end - begin, 1));
-  qs_status st = qs_eval_run_windows(m, ids, p->seqlen, begin, end, nll, t0);
+  qs_status st = QS_OK;
+  if (dev->kind == QS_DEVICE_KIND_CUDA) {
+#ifdef QS_USE_CUDA
+    st = qs_eval_windows_cuda(m, ids, p->seqlen, begin, end, dev->f32, nll);
+#else
+    st = QS_ERR_UNSUPPORTED;
+#endif
+  } else {
+    if (!m->layers) st = qs_model_load_layers(m);
+    if (st == QS_OK) st = qs_eval_run_windows(m, ids, p->seqlen, begin, end, nll, t0);
+  }
   int ok = st == QS_OK;
   QS_TRY(qs_comm_allreduce_and(world, &ok));
   if (!ok) { status = st != QS_OK ? qs_trace(st, __FILE__, __LINE__, __func__) : QS_ERR_NUMERIC; goto fail; }
@@ -356,11 +377,12 @@ fail:
 
 // All ranks: open the model, then agree that every rank succeeded (a rank that failed has printed
 // why; the others must not wait for it in a collective).
-static qs_status qs_eval_open_model(struct qs_comm *world, const char *dir, struct qs_model *m, int *opened) {
+static qs_status qs_eval_open_model(struct qs_comm *world, const char *dir, int kind, struct qs_model *m,
+                                    int *opened) {
   qs_status status = QS_OK;
   qs_status st = qs_model_open(m, dir);
   *opened = st == QS_OK;
-  if (st == QS_OK) st = qs_model_load_layers(m);
+  if (st == QS_OK && kind == QS_DEVICE_KIND_CPU) st = qs_model_load_layers(m);
   int ok = st == QS_OK;
   QS_TRY(qs_comm_allreduce_and(world, &ok));
   if (!ok) status = st != QS_OK ? st : QS_ERR_COMM;
@@ -386,11 +408,12 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
     return 0;
   }
   // Failures inside these two were reported where they happened (rank 0 for the token file).
+  if ((status = qs_device_resolve(world, &o.dev.kind)) != QS_OK) goto fail;
   if ((status = qs_eval_share_tokens(world, &o, NULL, &p, &ids)) != QS_OK) goto fail;
-  if ((status = qs_eval_open_model(world, o.model, &m, &opened)) != QS_OK) goto fail;
+  if ((status = qs_eval_open_model(world, o.model, o.dev.kind, &m, &opened)) != QS_OK) goto fail;
   t_load = qs_time_now() - t0;
   qs_log0("eval: %s on %s, load %.2f s", o.model, o.data, t_load);
-  QS_TRY(qs_eval_windows(world, &m, &p, ids, t0, &nll_sum));
+  QS_TRY(qs_eval_windows(world, &m, &p, ids, &o.dev, t0, &nll_sum));
   QS_TRY(qs_eval_report(world, &o, &p, nll_sum, t0, t_load));
 fail:
   if (opened) qs_model_close(&m);
@@ -401,14 +424,14 @@ fail:
 // The engine behind `quantize --eval` (eval.h): same windows, same per-window NLLs, same ordered
 // sum as `qshard eval`, on a model whose layers are already in memory.
 qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *data, int seqlen,
-                        long long max_windows, struct qs_eval_result *r) {
+                        long long max_windows, const struct qs_eval_device *dev, struct qs_eval_result *r) {
   qs_status status = QS_OK;
   struct qs_eval_opts o = {.model = m->dir, .data = data, .seqlen = seqlen, .max_windows = max_windows};
   struct qs_eval_plan p;
   int32_t *ids = NULL;
   double t0 = qs_time_now(), sum = 0.0;
   QS_TRY(qs_eval_share_tokens(world, &o, &m->cfg, &p, &ids));
-  QS_TRY(qs_eval_windows(world, m, &p, ids, t0, &sum));
+  QS_TRY(qs_eval_windows(world, m, &p, ids, dev, t0, &sum));
   r->seqlen = p.seqlen;
   r->windows = p.n_windows;
   r->tokens = p.n_windows * p.seqlen;

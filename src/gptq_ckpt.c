@@ -32,6 +32,8 @@ fail:
   return status;
 }
 
+qs_status qs_gptq_ckpt_mark_replaced(struct qs_qrun *run, const char *name) { return replaced_push(run, name); }
+
 static int is_replaced(const struct qs_qrun *run, const char *name) {
   for (int i = 0; i < run->n_replaced; i++)
     if (!strcmp(run->replaced[i], name)) return 1;
@@ -46,39 +48,50 @@ static qs_status add_tensor(struct qs_qrun *run, const char *prefix, const char 
   return qs_st_writer_add(run->writer, name, dt, ndim, shape, data, 1);
 }
 
-qs_status qs_gptq_ckpt_add_module(struct qs_qrun *run, const char *name, const struct qs_linear *lin,
-                                  const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros,
-                                  const int32_t *g_idx, int packable, long long *wrapped) {
+qs_status qs_gptq_pack_module(const struct qs_qrun *run, int64_t N, int64_t K, const uint8_t *codes,
+                              const uint16_t *scales, const uint8_t *zeros, int32_t **qweight, int32_t **qzeros,
+                              uint16_t **scales_out, long long *wrapped) {
   qs_status status = QS_OK;
-  int32_t *qweight = NULL, *qzeros = NULL;
-  uint16_t *scales_out = NULL, *bias = NULL;
   int bits = run->a->q.bits;
-  int64_t N = lin->n_out, K = lin->n_in, G = qs_quant_n_groups(K, run->a->q.group_size);
-  int64_t wrapped64 = 0;
+  int64_t G = qs_quant_n_groups(K, run->a->q.group_size), w64 = 0;
+  *qweight = NULL;
+  *qzeros = NULL;
+  *scales_out = NULL;
+  QS_ALLOC(*qweight, K * bits / 32 * N);
+  QS_ALLOC(*qzeros, G * (N * bits / 32));
+  QS_ALLOC(*scales_out, G * N);
+  QS_TRY(qs_gptq_pack(codes, scales, zeros, bits, N, K, G, *qweight, *qzeros, *scales_out, &w64));
+  *wrapped = w64;
+  return QS_OK;
+fail:
+  free(*qweight);
+  free(*qzeros);
+  free(*scales_out);
+  *qweight = *qzeros = NULL;
+  *scales_out = NULL;
+  return status;
+}
+
+qs_status qs_gptq_ckpt_add_module(struct qs_qrun *run, const char *name, const struct qs_qpacked *p) {
+  qs_status status = QS_OK;
+  uint16_t *bias = NULL;
+  int bits = run->a->q.bits;
+  int64_t N = p->N, K = p->K, G = p->G;
   char full[256];
-  if (!packable) return QS_OK; // written from the input as stored by qs_gptq_ckpt_add_rest
-  QS_ALLOC(qweight, K * bits / 32 * N);
-  QS_ALLOC(qzeros, G * (N * bits / 32));
-  QS_ALLOC(scales_out, G * N);
-  QS_TRY(qs_gptq_pack(codes, scales, zeros, bits, N, K, G, qweight, qzeros, scales_out, &wrapped64));
-  *wrapped = wrapped64;
-  QS_TRY(add_tensor(run, name, "qweight", QS_DTYPE_I32, K * bits / 32, N, 2, qweight));
-  QS_TRY(add_tensor(run, name, "qzeros", QS_DTYPE_I32, G, N * bits / 32, 2, qzeros));
-  QS_TRY(add_tensor(run, name, "scales", QS_DTYPE_F16, G, N, 2, scales_out));
-  QS_TRY(add_tensor(run, name, "g_idx", QS_DTYPE_I32, K, 0, 1, g_idx));
+  QS_TRY(add_tensor(run, name, "qweight", QS_DTYPE_I32, K * bits / 32, N, 2, p->qweight));
+  QS_TRY(add_tensor(run, name, "qzeros", QS_DTYPE_I32, G, N * bits / 32, 2, p->qzeros));
+  QS_TRY(add_tensor(run, name, "scales", QS_DTYPE_F16, G, N, 2, p->scales));
+  QS_TRY(add_tensor(run, name, "g_idx", QS_DTYPE_I32, K, 0, 1, p->g_idx));
   snprintf(full, sizeof(full), "%s.weight", name);
   QS_TRY(replaced_push(run, full));
-  if (lin->b) { // GPTQ linears carry an fp16 bias (AutoGPTQ QuantLinear registers it as float16)
+  if (p->bias) { // GPTQ linears carry an fp16 bias (AutoGPTQ QuantLinear registers it as float16)
     QS_ALLOC(bias, N);
-    qs_convert_from_f32(lin->b, QS_DTYPE_F16, bias, (size_t)N);
+    qs_convert_from_f32(p->bias, QS_DTYPE_F16, bias, (size_t)N);
     QS_TRY(add_tensor(run, name, "bias", QS_DTYPE_F16, N, 0, 1, bias));
     snprintf(full, sizeof(full), "%s.bias", name);
     QS_TRY(replaced_push(run, full));
   }
 fail:
-  free(qweight);
-  free(qzeros);
-  free(scales_out);
   free(bias);
   return status;
 }

@@ -50,6 +50,9 @@ const char *qs_log_host(void);
 void qs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // rank 0 only (the "rank-0 view" progress lines); others are silent
 void qs_log0(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// on: qs_log/qs_log0 print one JSON object per line, {"event": "log", "ts", "level", "rank", "host",
+// "msg"} (quantize --log-json); error reports (qs_report, qs_trace) stay text on stderr.
+void qs_log_set_json(int on);
 
 qs_status qs_report(qs_status st, const char *file, int line, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -13,9 +13,13 @@
 #include "comm.h"
 #include "calib.h"
 #include "commands.h"
+#include "device.h"
 #include "eval.h"
 #include "outdir.h"
+#include "progress.h"
+#include "qstate.h"
 #include "quantize.h"
+#include "trtllm.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -34,14 +38,33 @@ static void usage(FILE *out) {
           "  --seed S               seed of the window offsets (default 0; see calib.h)\n"
           "  --format gptq          output format (GPTQ v1: vLLM, transformers/optimum, AutoGPTQ)\n"
           "  --max-shard-size MB    safetensors shard size (default 4096)\n"
-          "  --eval FILE.h5         perplexity of the quantized model as computed, before packing\n"
+          "  --tp T                 also write OUT/trtllm/: a TensorRT-LLM checkpoint for T tensor-parallel\n"
+          "                         ranks (config.json, rank{t}.safetensors; 4-bit W4A16_GPTQ, see README)\n"
+          "  --device cuda|cpu|auto where to run (default auto: cuda when built with CUDA and every rank\n"
+          "                         sees a GPU; one MPI rank per GPU, local rank -> device)\n"
+          "  --precision bf16|fp32  cuda: dtype of the calibration forward and of the Hessian inputs\n"
+          "                         (default bf16, fp32 accumulation; fp32 = the all-fp32 path, as the CPU;\n"
+          "                         --hessian-precision is the same option)\n"
+          "  --factor-precision fp32|fp64  cuda: the inverse-Hessian factorization (default fp32)\n"
+          "  --eval FILE.h5         perplexity of the written checkpoint (on --device), in quant_report.json\n"
           "  --eval-seqlen L        (default --seqlen)   --eval-windows N  score only the first N windows\n"
-          "  --force                replace an existing --out\n"
-          "Writes OUT/ (under OUT.tmp.PID until complete): model*.safetensors, config.json with\n"
-          "quantization_config, quantize_config.json, tokenizer files, quant_report.json.\n");
+          "  --force                replace an existing --out; without --resume, discard OUT.partial/\n"
+          "  --resume               continue an interrupted run from OUT.partial/ (same model, data, options\n"
+          "                         and rank count, else refused); starts from scratch when there is none\n"
+          "  --state-interval S     seconds between saves of the resume state (default 0: after every layer;\n"
+          "                         the saved activations are large on big models)\n"
+          "  --metrics-file FILE    Prometheus text file (node-exporter textfile collector) rewritten after\n"
+          "                         every layer: layers done/total, seconds per layer, ETA, peak memory\n"
+          "  --log-json             progress lines as JSON objects, one per line\n"
+          "Writes OUT/ (in OUT.partial/ until complete, with the resume state in OUT.partial/.state/):\n"
+          "model*.safetensors, config.json with quantization_config, quantize_config.json, tokenizer files,\n"
+          "quant_report.json.\n");
 }
 
-enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN, OPT_SHARD, OPT_GS };
+enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN, OPT_SHARD, OPT_GS, OPT_DEVICE,
+       OPT_PREC, OPT_FPREC, OPT_TP };
+
+enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON }; // resume and progress (qstate.h, progress.h)
 
 static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
   char *end = NULL;
@@ -63,7 +86,10 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
       {"block", 1, 0, 'B'}, {"samples", 1, 0, 'n'}, {"seqlen", 1, 0, 'L'}, {"seed", 1, 0, 's'},
       {"format", 1, 0, 'f'}, {"max-shard-size", 1, 0, OPT_SHARD}, {"eval", 1, 0, 'e'},
       {"eval-seqlen", 1, 0, OPT_EVAL_SEQ}, {"eval-windows", 1, 0, OPT_EVAL_WIN}, {"force", 0, 0, 'F'},
-      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+      {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"metrics-file", 1, 0, OPT_METRICS},
+      {"log-json", 0, 0, OPT_LOG_JSON},
+      {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
+      {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   long long v = 0;
   *a = (struct qs_qargs){.q = qs_quant_opts_default(), .samples = 128, .max_shard_mb = 4096};
   optind = 1;
@@ -76,11 +102,35 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
     case 'o': a->out = optarg; break;
     case 'e': a->eval_data = optarg; break;
     case 'F': a->force = 1; break;
+    case OPT_RESUME: a->resume = 1; break;
+    case OPT_LOG_JSON: a->log_json = 1; break;
+    case OPT_METRICS: a->metrics_file = optarg; break;
+    case OPT_STATE_INT: if (parse_num("--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
     case OPT_SYM: a->q.sym = 1; break;
     case OPT_ASYM: a->q.sym = 0; break;
     case OPT_ACT: a->q.act_order = 1; break;
     case OPT_STATIC: a->q.static_groups = 1; break;
     case 'h': usage(stdout); return 1;
+    case OPT_DEVICE:
+      if ((a->device = qs_device_parse(optarg)) < 0) {
+        fprintf(stderr, "qshard quantize: --device '%s': expected cuda, cpu or auto\n", optarg);
+        return -1;
+      }
+      break;
+    case OPT_PREC:
+      if (strcmp(optarg, "bf16") && strcmp(optarg, "fp32")) {
+        fprintf(stderr, "qshard quantize: --precision '%s': expected bf16 or fp32\n", optarg);
+        return -1;
+      }
+      a->precision_f32 = !strcmp(optarg, "fp32");
+      break;
+    case OPT_FPREC:
+      if (strcmp(optarg, "fp32") && strcmp(optarg, "fp64")) {
+        fprintf(stderr, "qshard quantize: --factor-precision '%s': expected fp32 or fp64\n", optarg);
+        return -1;
+      }
+      a->factor_f64 = !strcmp(optarg, "fp64");
+      break;
     case 'M':
       if (!strcmp(optarg, "gptq")) a->method = QS_QMETHOD_GPTQ;
       else if (!strcmp(optarg, "rtn")) a->method = QS_QMETHOD_RTN;
@@ -105,6 +155,7 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
     case 'L': if (parse_num("--seqlen", optarg, 1, 1 << 22, &v)) return -1; a->seqlen = (int)v; break;
     case 's': if (parse_num("--seed", optarg, 0, (1ll << 62), &v)) return -1; a->seed = (unsigned long long)v; break;
     case OPT_SHARD: if (parse_num("--max-shard-size", optarg, 1, 1 << 30, &v)) return -1; a->max_shard_mb = v; break;
+    case OPT_TP: if (parse_num("--tp", optarg, 1, 4096, &v)) return -1; a->tp = (int)v; break;
     case OPT_EVAL_SEQ: if (parse_num("--eval-seqlen", optarg, 2, 1 << 22, &v)) return -1; a->eval_seqlen = (int)v; break;
     case OPT_EVAL_WIN: if (parse_num("--eval-windows", optarg, 1, 1ll << 40, &v)) return -1; a->eval_windows = v; break;
     default:
@@ -125,69 +176,44 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
   return 0;
 }
 
-// Calibration samples of this rank, embedded: x [B, T, hidden].
-static qs_status embed_samples(struct qs_qrun *run, const struct qs_calib *cal, float **x) {
+// Every layer not yet done (all, unless --resume restored some) through the engine, in order; each
+// completed layer's packed tensors go to its file in the state directory (qstate.h).
+static qs_status quantize_layers(struct qs_qrun *run) {
   qs_status status = QS_OK;
-  int hidden = run->m->cfg.hidden;
-  long long B = run->s1 - run->s0;
-  QS_ALLOC(*x, (size_t)B * (size_t)cal->seqlen * (size_t)hidden);
-  for (long long b = 0; b < B; b++)
-    qs_model_embed(run->m, cal->ids + (size_t)(run->s0 + b) * cal->seqlen, cal->seqlen,
-                   *x + (size_t)b * cal->seqlen * hidden);
-fail:
-  return status;
-}
-
-static void print_layer_reports(const struct qs_qrun *run, int first, double seconds, int n_layers) {
-  for (int i = first; i < run->n_reports; i++) {
-    const struct qs_qreport *r = &run->reports[i];
-    qs_log0("  %-36s [%6d x %6d]  loss %-10.4g rel.err %-8.4g damp %-6g %6.2fs%s", r->name, r->n, r->k,
-            r->loss, r->rel_err, (double)r->damp, r->seconds, r->packed ? "" : "  (unpackable: kept dense)");
-  }
-  qs_log0("layer %d/%d quantized in %.2f s (peak host memory %.2f GiB)", run->layer + 1, n_layers, seconds,
-          (double)qs_peak_rss_bytes() / (1 << 30));
-}
-
-// Quantizes every layer; with keep, the quantized layers stay in m->layers (for --eval).
-static qs_status quantize_layers(struct qs_qrun *run, float *x, int keep) {
-  qs_status status = QS_OK;
-  struct qs_fwd ws = {0};
-  struct qs_layer L = {0};
-  const struct qs_config *cfg = &run->m->cfg;
-  int B = (int)(run->s1 - run->s0);
-  if (x) QS_TRY(qs_fwd_init(&ws, cfg, B, run->T));
-  if (keep && !run->m->layers) QS_ALLOC(run->m->layers, cfg->n_layers);
-  for (int l = 0; l < cfg->n_layers; l++) {
+  struct qs_progress p;
+  int n_layers = run->m->cfg.n_layers;
+  QS_TRY(qs_progress_init(&p, run, run->state->completed));
+  for (int l = run->state->completed; l < n_layers; l++) {
     double t0 = qs_time_now();
     int first = run->n_reports;
     run->layer = l;
-    QS_TRY(qs_model_load_layer(run->m, l, &L));
-    if (x) QS_TRY(qs_layer_forward(cfg, run->m->rope_inv_freq, &L, x, B, run->T, &ws, qs_quantize_group, run));
-    else QS_TRY(qs_quantize_layer_weights_only(run, &L));
-    print_layer_reports(run, first, qs_time_now() - t0, cfg->n_layers);
-    if (keep) run->m->layers[l] = L;
-    else qs_layer_free(&L);
-    memset(&L, 0, sizeof(L));
+    QS_TRY(qs_qstate_layer_begin(run->state, run, l));
+    QS_TRY(run->engine->layer(run->engine, run, l));
+    QS_TRY(qs_progress_layer(&p, run, first, qs_time_now() - t0));
+    QS_TRY(qs_qstate_layer_end(run->state, run, l)); // the layer's file; the state when due
   }
 fail:
-  qs_layer_free(&L);
-  qs_fwd_free(&ws);
   return status;
 }
 
-static qs_status write_checkpoint(struct qs_qrun *run, const char *tmp, double seconds, json_t *eval) {
+// Rank 0: every tensor, the index and the config files into tmp (the report comes last).
+static qs_status write_checkpoint(struct qs_qrun *run, const char *tmp) {
   qs_status status = QS_OK;
-  json_t *rep = NULL;
+  QS_TRY(qs_qstate_assemble(run->state, run, tmp)); // the layers' packed tensors, from their files
   QS_TRY(qs_gptq_ckpt_add_rest(run));
   QS_TRY(qs_st_writer_finish(run->writer));
   QS_TRY(qs_gptq_ckpt_write_configs(run, tmp));
-  rep = qs_qreport_json(run, seconds, eval);
-  eval = NULL;
+fail:
+  return status;
+}
+
+static qs_status write_report(struct qs_qrun *run, const char *tmp, double seconds, json_t *eval) {
+  qs_status status = QS_OK;
+  json_t *rep = qs_qreport_json(run, seconds, eval);
   if (!rep) QS_FAIL(QS_ERR_OOM, "out of memory building the report");
   QS_TRY(qs_outdir_write_json(tmp, "quant_report.json", rep));
 fail:
   json_decref(rep);
-  json_decref(eval);
   return status;
 }
 
@@ -197,75 +223,121 @@ static json_t *eval_json(const struct qs_eval_result *r, const char *data) {
                    (json_int_t)r->predicted, "seqlen", r->seqlen, "seconds", r->seconds);
 }
 
+// --eval: the checkpoint as written in tmp (rank 0's directory, named to every rank), opened and
+// scored on the run's device — exactly what a later `qshard eval` of the output reports.
+static qs_status eval_checkpoint(struct qs_qrun *run, const char *tmp, json_t **ej) {
+  qs_status status = QS_OK;
+  const struct qs_qargs *a = run->a;
+  struct qs_model q = {0};
+  struct qs_eval_result er = {0};
+  struct qs_eval_device dev = {.kind = a->device, .f32 = a->precision_f32};
+  char path[4096] = {0};
+  int opened = 0, ok;
+  if (qs_comm_rank(run->world) == 0) snprintf(path, sizeof(path), "%s", tmp);
+  QS_TRY(qs_comm_bcast(run->world, path, sizeof(path), 0));
+  qs_status st = qs_model_open(&q, path);
+  ok = opened = st == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->world, &ok));
+  if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the written checkpoint %s could not be opened on every rank", path);
+  QS_TRY(qs_eval_model(run->world, &q, a->eval_data, a->eval_seqlen ? a->eval_seqlen : run->T, a->eval_windows,
+                       &dev, &er));
+  *ej = eval_json(&er, a->eval_data);
+  if (a->log_json) qs_progress_note(run, "eval", json_deep_copy(*ej), "eval");
+  else qs_eval_print(&er, a->eval_data);
+fail:
+  if (opened) qs_model_close(&q);
+  return status;
+}
+
+static qs_status start_engine(struct qs_qrun *run, const struct qs_calib *cal) {
+  qs_status status = QS_OK;
+  if (run->a->device == QS_DEVICE_KIND_CUDA) {
+#ifdef QS_USE_CUDA
+    QS_TRY(qs_qengine_cuda_init(run, cal, &run->engine));
+#else
+    QS_FAIL(QS_ERR_UNSUPPORTED, "built without CUDA");
+#endif
+  } else {
+    QS_TRY(qs_qengine_cpu_init(run, cal, &run->engine));
+  }
+  if (cal)
+    qs_progress_note(run, "calibration", json_pack("{s:i, s:i, s:s, s:s, s:I}", "samples", cal->n, "seqlen",
+                                                   cal->seqlen, "calib", run->a->calib, "engine", run->engine->name,
+                                                   "samples_rank0", (json_int_t)(run->s1 - run->s0)),
+                     "calibration: %d samples x %d tokens from %s on %s, %lld on rank 0", cal->n, cal->seqlen,
+                     run->a->calib, run->engine->name, run->s1 - run->s0);
+fail:
+  return status;
+}
+
 // Everything after the arguments and the model: collective; a failure here leaves peers inside a
 // collective, so the caller aborts the job when there is more than one rank.
 static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
   qs_status status = QS_OK;
   const struct qs_qargs *a = run->a;
   struct qs_calib cal = {0};
-  struct qs_eval_result er = {0};
-  float *x = NULL;
   json_t *ej = NULL;
   double t0 = qs_time_now();
-  int P = qs_comm_size(run->world);
   if (a->calib) {
     int seqlen = a->seqlen ? a->seqlen : QS_MIN(2048, run->m->cfg.max_pos);
     QS_TRY(qs_calib_load(a->calib, a->samples, seqlen, a->seed, run->m->cfg.vocab, &cal));
-    if (cal.n < P) QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d ranks: need at least one per rank", cal.n, P);
-    run->n_samples = cal.n;
-    run->T = cal.seqlen;
-    qs_comm_split_range(cal.n, P, qs_comm_rank(run->world), &run->s0, &run->s1);
-    QS_TRY(embed_samples(run, &cal, &x));
-    qs_log0("calibration: %d samples x %d tokens from %s, %d per rank", cal.n, cal.seqlen, a->calib,
-            (int)(run->s1 - run->s0));
   }
-  if (qs_comm_rank(run->world) == 0)
-    QS_TRY(qs_st_writer_init(&run->writer, tmp, (uint64_t)a->max_shard_mb << 20));
-  QS_TRY(quantize_layers(run, x, a->eval_data != NULL));
+  QS_TRY(start_engine(run, a->calib ? &cal : NULL));
+  if (a->tp) QS_TRY(qs_trtllm_init(run, tmp));
+  QS_TRY(qs_qstate_init(run->state, run)); // --resume: the completed layers restored
+  QS_TRY(quantize_layers(run));
+  run->engine->free(run->engine); // its device memory is the evaluation's
+  run->engine = NULL;
   double seconds = qs_time_now() - t0;
-  qs_log0("quantized %d layers in %.2f s", run->m->cfg.n_layers, seconds);
-  if (a->eval_data) {
-    QS_TRY(qs_eval_model(run->world, run->m, a->eval_data, a->eval_seqlen ? a->eval_seqlen : run->T,
-                         a->eval_windows, &er));
-    qs_eval_print(&er, a->eval_data);
-    ej = eval_json(&er, a->eval_data);
-  }
+  qs_progress_note(run, "quantized", json_pack("{s:i, s:f}", "layers", run->m->cfg.n_layers, "seconds", seconds),
+                   "quantized %d layers in %.2f s", run->m->cfg.n_layers, seconds);
+  if (qs_comm_rank(run->world) == 0) QS_TRY(write_checkpoint(run, tmp));
+  if (a->tp) QS_TRY(qs_trtllm_finish(run)); // writer ranks, in parallel
+  if (a->eval_data) QS_TRY(eval_checkpoint(run, tmp, &ej));
   if (qs_comm_rank(run->world) == 0) {
-    QS_TRY(write_checkpoint(run, tmp, seconds, ej));
+    json_t *e = ej; // stolen by the report
     ej = NULL;
+    QS_TRY(write_report(run, tmp, seconds, e));
+    QS_TRY(qs_qstate_finish(run->state)); // the checkpoint is complete: the state goes
   }
 fail:
   json_decref(ej);
-  free(x);
   qs_calib_free(&cal);
   return status;
 }
 
 static void qrun_free(struct qs_qrun *run) {
+  if (run->engine) run->engine->free(run->engine);
+  qs_trtllm_free(run->trtllm);
   qs_st_writer_free(run->writer);
   for (int i = 0; i < run->n_replaced; i++) free(run->replaced[i]);
   free(run->replaced);
   free(run->reports);
+  qs_qstate_free(run->state);
 }
 
 int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv) {
   struct qs_qargs a;
   struct qs_model m = {0};
-  struct qs_qrun run = {.world = world, .a = &a, .m = &m};
+  struct qs_qstate state = {0};
+  struct qs_qrun run = {.world = world, .a = &a, .m = &m, .state = &state};
   char *tmp = NULL;
   int pr = parse_args(argc, argv, &a), ok = 1, rc = 1;
   if (pr != 0) return pr > 0 ? 0 : 2;
+  if (a.log_json) qs_log_set_json(1); // every log line of the run a JSON object (progress.h)
+  if (qs_device_resolve(world, &a.device) != QS_OK) return 1;
   if (qs_model_open(&m, a.model) != QS_OK) return 1;
-  if (qs_comm_rank(world) == 0) ok = qs_outdir_begin(a.out, a.force, &tmp) == QS_OK;
+  if (a.tp && qs_trtllm_check(world, &a, &m) != QS_OK) goto done; // before any work or output
+  if (qs_comm_rank(world) == 0) ok = qs_qstate_begin_dir(a.out, a.force, a.resume, &tmp) == QS_OK; // OUT.partial
   if (qs_comm_allreduce_and(world, &ok) != QS_OK || !ok) goto done;
   if (quantize_run(&run, tmp) != QS_OK) {
-    qs_outdir_abort(tmp);
+    qs_qstate_abort_dir(tmp); // kept when it holds a saved state
     if (qs_comm_size(world) > 1) qs_comm_abort(world, 1);
     goto done;
   }
   if (qs_comm_rank(world) == 0) {
     if (qs_outdir_commit(tmp, a.out, a.force) != QS_OK) { qs_outdir_abort(tmp); ok = 0; }
-    else qs_log0("wrote %s", a.out);
+    else qs_progress_note(&run, "wrote", json_pack("{s:s}", "out", a.out), "wrote %s", a.out);
   }
   if (qs_comm_allreduce_and(world, &ok) == QS_OK && ok) rc = 0;
 done:

@@ -13,13 +13,6 @@
 #include "comm.h"
 #include "quantize.h"
 
-static const char *k_group_modules[QS_GROUP_COUNT][3] = {
-    [QS_GROUP_QKV] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-    [QS_GROUP_O] = {"self_attn.o_proj"},
-    [QS_GROUP_GATE_UP] = {"mlp.gate_proj", "mlp.up_proj"},
-    [QS_GROUP_DOWN] = {"mlp.down_proj"},
-};
-
 static int group_linears(enum qs_group g, struct qs_layer *L, struct qs_linear **out) {
   switch (g) {
   case QS_GROUP_QKV: out[0] = &L->q; out[1] = &L->k; out[2] = &L->v; return 3;
@@ -129,20 +122,6 @@ fail:
   return status;
 }
 
-static qs_status report_push(struct qs_qrun *run, const struct qs_qreport *r) {
-  qs_status status = QS_OK;
-  if (run->n_reports == run->cap_reports) {
-    int cap = run->cap_reports ? 2 * run->cap_reports : 64;
-    struct qs_qreport *p = realloc(run->reports, (size_t)cap * sizeof(*p));
-    if (!p) QS_FAIL(QS_ERR_OOM, "out of memory");
-    run->reports = p;
-    run->cap_reports = cap;
-  }
-  run->reports[run->n_reports++] = *r;
-fail:
-  return status;
-}
-
 // Quantizes this rank's rows of one module, gathers all rows (lin->w becomes Q), reports, and
 // (rank 0) hands the result to the checkpoint writer. prep NULL: RTN. H NULL: no output error.
 static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep *prep, const float *H,
@@ -151,9 +130,11 @@ static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep 
   struct qmod q = {0};
   int32_t *g_idx = NULL;
   const struct qs_quant_opts *o = &run->a->q;
-  struct qs_qreport rep = {.layer = run->layer, .n = lin->n_out, .k = lin->n_in, .loss = NAN, .rel_err = NAN};
+  int32_t *qweight = NULL, *qzeros = NULL;
+  uint16_t *scales_out = NULL;
+  struct qs_qreport rep;
   double t0 = qs_time_now();
-  snprintf(rep.name, sizeof(rep.name), "model.layers.%d.%s", run->layer, module);
+  qs_qreport_init(&rep, run, module, lin->n_out, lin->n_in);
   QS_TRY(qs_quant_opts_check(o, lin->n_in, rep.name));
   QS_TRY(qmod_init(&q, run->world, lin, o->group_size));
   int64_t nr = q.r1 - q.r0;
@@ -172,14 +153,19 @@ static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep 
   if (prep) { rep.loss = loss; rep.damp = prep->damp_used; rep.damp_raises = prep->damp_raises; }
   if (H) rep.rel_err = den > 0 ? sqrt(num / den) : 0.0;
   rep.packed = qs_gptq_can_pack(q.N, q.K, o->bits, o->group_size);
-  if (qs_comm_rank(run->world) == 0)
-    QS_TRY(qs_gptq_ckpt_add_module(run, rep.name, lin, q.codes, q.scales, q.zeros, g_idx, rep.packed,
-                                   &rep.wrapped));
+  if (rep.packed && qs_quantize_wants_packed(run))
+    QS_TRY(qs_gptq_pack_module(run, q.N, q.K, q.codes, q.scales, q.zeros, &qweight, &qzeros, &scales_out,
+                               &rep.wrapped));
   rep.seconds = qs_time_now() - t0;
-  QS_TRY(report_push(run, &rep));
+  struct qs_qpacked pk = {.N = q.N, .K = q.K, .G = q.G, .qweight = qweight, .qzeros = qzeros,
+                          .scales = scales_out, .g_idx = g_idx, .bias = lin->b};
+  QS_TRY(qs_quantize_emit(run, &rep, rep.packed ? &pk : NULL));
 fail:
   qmod_free(&q);
   free(g_idx);
+  free(qweight);
+  free(qzeros);
+  free(scales_out);
   return status;
 }
 
@@ -192,7 +178,7 @@ qs_status qs_quantize_group(void *ctx, enum qs_group g, struct qs_layer *L, cons
   struct qs_linear *lins[3];
   int n = group_linears(g, L, lins);
   char name[160];
-  snprintf(name, sizeof(name), "model.layers.%d.%s", run->layer, k_group_modules[g][0]);
+  snprintf(name, sizeof(name), "model.layers.%d.%s", run->layer, qs_group_modules[g][0]);
   if (rows != (int)((run->s1 - run->s0) * run->T))
     QS_FAIL(QS_ERR_INTERNAL, "%s: hook got %d rows, expected %lld", name, rows, (run->s1 - run->s0) * run->T);
   run->X = X;
@@ -207,7 +193,7 @@ qs_status qs_quantize_group(void *ctx, enum qs_group g, struct qs_layer *L, cons
                                   (double)run->a->q.damp, (double)prep.damp_used);
   }
   for (int i = 0; i < n; i++)
-    QS_TRY(quantize_module(run, have_prep ? &prep : NULL, H, lins[i], k_group_modules[g][i]));
+    QS_TRY(quantize_module(run, have_prep ? &prep : NULL, H, lins[i], qs_group_modules[g][i]));
 fail:
   if (have_prep) qs_gptq_prep_free(&prep);
   free(H);
@@ -219,7 +205,7 @@ qs_status qs_quantize_layer_weights_only(struct qs_qrun *run, struct qs_layer *L
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
     struct qs_linear *lins[3];
     int n = group_linears((enum qs_group)g, L, lins);
-    for (int i = 0; i < n; i++) QS_TRY(quantize_module(run, NULL, NULL, lins[i], k_group_modules[g][i]));
+    for (int i = 0; i < n; i++) QS_TRY(quantize_module(run, NULL, NULL, lins[i], qs_group_modules[g][i]));
   }
 fail:
   return status;

@@ -7,3 +7,7 @@ if(QS_USE_CUDA)
   # CPU references single-threaded (OPENBLAS_NUM_THREADS=1) on 4096-wide layers: about two minutes
   set_tests_properties(test_gptq_cuda PROPERTIES TIMEOUT 900)
 endif()
+if(QS_USE_CUDA)
+  # Rows solved in one call or split at tile boundaries: bit-identical (the cuda engine's np-invariance).
+  qs_add_c_test(test_gptq_tiles_cuda SOURCES test_gptq_tiles_cuda.c LABELS gpu)
+endif()

@@ -339,7 +339,7 @@ static void test_errors(void) {
   char *m = (char *)d + 2; // misaligned
   CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 4, 4, 3, 64, QS_DTYPE_BF16, 0), QS_ERR_ARG);
   CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 4, 4, 2, 100, QS_DTYPE_BF16, 0), QS_ERR_UNSUPPORTED);
-  CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 4, 4, 2, 64, QS_DTYPE_F32, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 4, 4, 2, 64, QS_DTYPE_I32, 0), QS_ERR_UNSUPPORTED);
   CHECK_EQ_INT(qs_attention_cuda(m, d, d, d, 1, 4, 4, 2, 64, QS_DTYPE_BF16, 0), QS_ERR_ARG);
   CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 0, 4, 2, 64, QS_DTYPE_BF16, 0), QS_ERR_ARG);
   CHECK_EQ_INT(qs_rope_cuda(d, 1, 4, 2, 7, (const float *)d, 0, QS_DTYPE_BF16, 0), QS_ERR_ARG);

@@ -1,0 +1,439 @@
+// test_kernels_fwd2_cuda.c — the linear layer (cuBLAS), fp32 attention and the per-row NLL on the
+// GPU against their C references qs_matmul_ref, qs_attention_ref and qs_nll_ref (label gpu; built
+// only with QS_WITH_CUDA). Run: ctest --test-dir build -L gpu --output-on-failure; exits 77
+// (skipped) without a CUDA device. `test_kernels_fwd2_cuda --bench` times fp32 attention at the
+// llama-3-8b shape (and the NLL over a 128256-token vocabulary) instead.
+//
+// Every input is first rounded to the kernel's dtype on the host, so the reference sees exactly
+// the GPU's inputs. Outputs are poisoned before each launch (NaN: unwritten elements fail).
+// Checks are elementwise, |gpu - ref| <= lim, and print the first bad pairs and the worst ratio.
+// u = unit roundoff of the output dtype (2^-8 bf16, 2^-11 f16, 0 f32): rounding the kernel's fp32
+// result g gives |round(g) - ref| <= u |ref| + (1 + u) |g - ref|, so each bound is u |ref| +
+// (1 + u) * (bound on the fp32 difference |g - ref|) + atol, where atol covers results in the
+// dtype's subnormal range (f16: half its subnormal spacing, 2^-25; bf16/f32: FLT_MIN).
+// - linear: see test_linear_case. - attention: see test_attention_limit. - nll: see test_nll_case.
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "attention.h"
+#include "attention_f32.h"
+#include "dtype.h"
+#include "linear.h"
+#include "nll.h"
+#include "ops.h"
+#include "qs_test.h"
+#include "qs_test_cuda.h"
+
+static uint64_t g_rng = 0xA4093822299F31D0ull;
+static cublasHandle_t g_blas;
+
+static double test_uniform(double lo, double hi) { // splitmix64 -> [lo, hi)
+  return lo + (hi - lo) * (double)(qs_mix64(g_rng += QS_WEYL) >> 11) * 0x1p-53;
+}
+
+#define TEST_ALLOC(...)                                                                 \
+  do {                                                                                  \
+    void *ptrs_[] = {__VA_ARGS__};                                                      \
+    for (size_t i_ = 0; i_ < sizeof(ptrs_) / sizeof(ptrs_[0]); i_++)                    \
+      if (!ptrs_[i_]) {                                                                 \
+        fprintf(stderr, "FAIL %s:%d: out of host memory\n", __FILE__, __LINE__);        \
+        qs_test_failures++;                                                             \
+        goto done;                                                                      \
+      }                                                                                 \
+  } while (0)
+
+static double test_unit_roundoff(qs_dtype dt) {
+  return dt == QS_DTYPE_BF16 ? 0x1p-8 : dt == QS_DTYPE_F16 ? 0x1p-11 : 0.0;
+}
+static double test_atol(qs_dtype dt) { return dt == QS_DTYPE_F16 ? 0x1p-25 : FLT_MIN; }
+
+// x[i] <- U(lo, hi) rounded to dt; h receives the dt encoding (NULL: fp32 values only).
+static void test_fill(float *x, void *h, size_t n, double lo, double hi, qs_dtype dt) {
+  for (size_t i = 0; i < n; i++) x[i] = (float)test_uniform(lo, hi);
+  if (h) {
+    qs_convert_from_f32(x, dt, h, n);
+    qs_convert_to_f32(h, dt, x, n);
+  }
+}
+
+// Elementwise comparison state: bad count, worst |err| / limit, max |err|.
+struct test_stat {
+  char name[96];
+  size_t bad, n;
+  double worst, max_err;
+};
+
+static void test_stat_add(struct test_stat *s, size_t i, double got, double ref, double lim) {
+  const double err = fabs(got - ref);
+  if (!(err <= lim)) {
+    if (s->bad < 5) fprintf(stderr, "  %s: [%zu] gpu %.17g ref %.17g |diff| %.3g > %.3g\n", s->name, i, got, ref, err, lim);
+    s->bad++;
+  }
+  if (!(err <= s->max_err)) s->max_err = err; // NaN sticks
+  if (!(err / lim <= s->worst)) s->worst = err / lim;
+  s->n++;
+}
+
+static void test_stat_end(const struct test_stat *s) {
+  printf("%-56s %zu of %zu outside tolerance, max |err| %.3g, worst err/limit %.3g\n", s->name, s->bad, s->n,
+         s->max_err, s->worst);
+  CHECK_EQ_INT(s->bad, 0);
+}
+
+// Device buffer of `bytes` holding a copy of h (h NULL: filled with the byte `poison`).
+static cudaError_t test_dev(void **d, const void *h, size_t bytes, int poison) {
+  cudaError_t e = cudaMalloc(d, bytes);
+  if (e != cudaSuccess) return e;
+  return h ? cudaMemcpy(*d, h, bytes, cudaMemcpyHostToDevice) : cudaMemset(*d, poison, bytes);
+}
+
+// ---- linear ----------------------------------------------------------------------------------------
+// Bound: the 16-bit products are exact in fp32 and f32 products round once; cuBLAS may sum the K
+// products in any order, with fp32 roundings that on tensor cores may truncate (2^-23 relative per
+// addition instead of 2^-24). Every partial sum is at most S = |bias| + sum_k |x_k w_k|, so the
+// fp32 GEMM result g is within (K - 1) 2^-23 S of the exact x·w; the bias add in fp32 adds 2^-24 S
+// and the reference (double sum, one rounding to float) 2^-24 S: (K + 4) 2^-23 S covers these and
+// the second-order terms (K 2^-23 < 2^-8 here).
+// With a bias, a 16-bit g is rounded before the add too (linear.h): a second u |g| term, with
+// |g| <= |ref - bias| + (K + 4) 2^-23 S, and a second atol.
+static void test_linear_case(qs_dtype dt, int M, int N, int K, int with_bias) {
+  const size_t es = qs_dtype_size(dt), nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+  float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)N * 4), *ref = malloc(ny * 4);
+  float *got = malloc(ny * 4);
+  void *xh = malloc(nx * es), *wh = malloc(nw * es), *bh = malloc((size_t)N * es), *yh = malloc(ny * es);
+  void *xd = NULL, *wd = NULL, *bd = NULL, *yd = NULL;
+  struct test_stat st = {.bad = 0};
+  TEST_ALLOC(x, w, b, ref, got, xh, wh, bh, yh);
+  test_fill(x, xh, nx, -1.0, 1.0, dt);
+  test_fill(w, wh, nw, -1.0, 1.0, dt);
+  test_fill(b, bh, (size_t)N, -1.0, 1.0, dt);
+  qs_matmul_ref(x, w, with_bias ? b : NULL, ref, M, N, K);
+  TEST_CUDA(test_dev(&xd, xh, nx * es, 0));
+  TEST_CUDA(test_dev(&wd, wh, nw * es, 0));
+  TEST_CUDA(test_dev(&bd, bh, (size_t)N * es, 0));
+  TEST_CUDA(test_dev(&yd, NULL, ny * es, 0xFF)); // poison: NaN in f32, bf16 and f16
+  CHECK_EQ_INT(qs_linear_cuda(xd, wd, with_bias ? bd : NULL, yd, M, N, K, dt, g_blas, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(yh, yd, ny * es, cudaMemcpyDeviceToHost));
+  qs_convert_to_f32(yh, dt, got, ny);
+  snprintf(st.name, sizeof st.name, "linear %s M %d N %d K %d%s", qs_dtype_name(dt), M, N, K,
+           with_bias ? " +bias" : "");
+  const double u = test_unit_roundoff(dt);
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double S = with_bias ? fabs((double)b[n]) : 0.0;
+      for (int k = 0; k < K; k++) S += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
+      const size_t e = (size_t)m * N + n;
+      const double f32 = (K + 4) * 0x1p-23 * S, g = with_bias ? fabs((double)ref[e] - b[n]) + f32 : 0.0;
+      test_stat_add(&st, e, got[e], ref[e],
+                    (with_bias ? 2 : 1) * test_atol(dt) + u * fabs((double)ref[e]) + (1 + u) * (f32 + u * g));
+    }
+  test_stat_end(&st);
+done:
+  cudaFree(xd), cudaFree(wd), cudaFree(bd), cudaFree(yd);
+  free(x), free(w), free(b), free(ref), free(got), free(xh), free(wh), free(bh), free(yh);
+}
+
+static void test_linear_all(void) {
+  static const int shapes[][3] = {
+      {1, 1, 1}, {7, 13, 33}, {64, 128, 256}, {129, 257, 1023}, // odd M / N / K
+      {8, 64, 16384},                                           // thin and deep: split-K territory
+      {3, 4096, 4096},                                          // a decode-sized llama projection
+  };
+  static const qs_dtype dts[] = {QS_DTYPE_F32, QS_DTYPE_BF16, QS_DTYPE_F16};
+  for (int d = 0; d < 3; d++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int bias = 0; bias < 2; bias++) test_linear_case(dts[d], shapes[s][0], shapes[s][1], shapes[s][2], bias);
+}
+
+// ---- attention (fp32) -----------------------------------------------------------------------------
+// Bound on |gpu - ref| for one output element (ref r, of a query row whose scaled scores are at
+// most A in magnitude, W = sum_j P_j |v_j| = the reference attention applied to |v|):
+// - scores: both sides sum D fp32 products in index order (the GPU with fused multiply-adds), each
+//   within D 2^-24 sum_d |q_d k_d| of the exact value, then scale: (D + 1) 2^-23 A together. The
+//   exponent arguments differ by a few more roundings (max subtraction: < 2^-20 A with margin),
+//   CUDA's expf by <= 2 ulp and glibc's by <= 1: each unnormalized weight p_j is off by a relative
+//   eps_s = (D + 8) 2^-22 A + 2^-20.
+// - the online rescaling: <= ceil(T / 32) factors alpha = expf(m_old - m_new) per weight, each off
+//   by <= 2 ulp + the argument's rounding (2^-24 * 2A) + the product's rounding: < 2^-21 (1 + A).
+// - normalized weights move by <= 2.5 times the relative weight error (2 eps / (1 - eps)), which
+//   moves the output by <= 2.5 (eps_s + ceil(T / 32) 2^-21 (1 + A)) W.
+// - fp32 sums over <= T keys (numerator and denominator, both sides): <= (2 T + 8) 2^-23 W.
+// - atol: sums of products in fp32's subnormal range, (T + 1) FLT_MIN.
+static double test_attention_limit(double W, double A, int D, int T) {
+  const double eps_s = (D + 8) * 0x1p-22 * A + 0x1p-20, chain = ((T + 31) / 32) * 0x1p-21 * (1 + A);
+  return (T + 1) * (double)FLT_MIN + W * (2.5 * (eps_s + chain) + (2.0 * T + 8) * 0x1p-23);
+}
+
+// A per query row: scale * |q_t,h| * max_j |k_j,kvh| >= scale * sum_d |q_d k_jd| (Cauchy-Schwarz).
+static void test_attention_amax(const float *q, const float *k, float *amax, int B, int T, int H, int Hkv, int D) {
+  const double scale = 1.0 / sqrt((double)D);
+  for (int b = 0; b < B; b++)
+    for (int hk = 0; hk < Hkv; hk++) {
+      double kmax = 0;
+      for (int t = 0; t < T; t++) {
+        const float *kr = k + (((size_t)b * T + t) * Hkv + hk) * D;
+        double s = 0;
+        for (int d = 0; d < D; d++) s += (double)kr[d] * kr[d];
+        kmax = sqrt(s) > kmax ? sqrt(s) : kmax;
+      }
+      for (int t = 0; t < T; t++)
+        for (int h = hk * (H / Hkv); h < (hk + 1) * (H / Hkv); h++) {
+          const float *qr = q + (((size_t)b * T + t) * H + h) * D;
+          double s = 0;
+          for (int d = 0; d < D; d++) s += (double)qr[d] * qr[d];
+          amax[((size_t)b * T + t) * H + h] = (float)(scale * sqrt(s) * kmax);
+        }
+    }
+}
+
+// Reference out and W (attention over |v|) for each sequence of the batch.
+static void test_attention_ref(const float *q, const float *k, const float *v, float *vabs, float *ref, float *w,
+                               float *scratch, int B, int T, int H, int Hkv, int D) {
+  const size_t qs = (size_t)T * H * D, kvs = (size_t)T * Hkv * D;
+  for (size_t i = 0; i < (size_t)B * kvs; i++) vabs[i] = fabsf(v[i]);
+  for (int b = 0; b < B; b++) {
+    qs_attention_ref(q + b * qs, k + b * kvs, v + b * kvs, ref + b * qs, T, H, Hkv, D, scratch);
+    qs_attention_ref(q + b * qs, k + b * kvs, vabs + b * kvs, w + b * qs, T, H, Hkv, D, scratch);
+  }
+}
+
+// q ~ U(-amp, amp) (amp sets how peaked the softmax is), k, v ~ U(-1, 1). Through qs_attention_cuda
+// (the F32 dispatch); a second run must give the same bits, and a run in place (out = q) too.
+static void test_attention_case(int B, int T, int H, int Hkv, int D, double amp) {
+  const size_t nq = (size_t)B * T * H * D, nkv = (size_t)B * T * Hkv * D;
+  float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *vabs = malloc(nkv * 4);
+  float *ref = malloc(nq * 4), *w = malloc(nq * 4), *got = malloc(nq * 4), *got2 = malloc(nq * 4);
+  float *amax = malloc((size_t)B * T * H * 4), *scratch = malloc((size_t)T * 4);
+  void *qd = NULL, *kd = NULL, *vd = NULL, *od = NULL;
+  struct test_stat st = {.bad = 0};
+  TEST_ALLOC(q, k, v, vabs, ref, w, got, got2, amax, scratch);
+  test_fill(q, NULL, nq, -amp, amp, QS_DTYPE_F32);
+  test_fill(k, NULL, nkv, -1.0, 1.0, QS_DTYPE_F32);
+  test_fill(v, NULL, nkv, -1.0, 1.0, QS_DTYPE_F32);
+  test_attention_ref(q, k, v, vabs, ref, w, scratch, B, T, H, Hkv, D);
+  test_attention_amax(q, k, amax, B, T, H, Hkv, D);
+  TEST_CUDA(test_dev(&qd, q, nq * 4, 0));
+  TEST_CUDA(test_dev(&kd, k, nkv * 4, 0));
+  TEST_CUDA(test_dev(&vd, v, nkv * 4, 0));
+  TEST_CUDA(test_dev(&od, NULL, nq * 4, 0xFF)); // poison: 0xFFFFFFFF is NaN
+  CHECK_EQ_INT(qs_attention_cuda(qd, kd, vd, od, B, T, H, Hkv, D, QS_DTYPE_F32, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(got, od, nq * 4, cudaMemcpyDeviceToHost));
+  TEST_CUDA(cudaMemset(od, 0xFF, nq * 4)); // a race would move the bits of a second run
+  CHECK_EQ_INT(qs_attention_f32_cuda(qd, kd, vd, od, B, T, H, Hkv, D, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(got2, od, nq * 4, cudaMemcpyDeviceToHost));
+  CHECK(memcmp(got, got2, nq * 4) == 0);
+  CHECK_EQ_INT(qs_attention_cuda(qd, kd, vd, qd, B, T, H, Hkv, D, QS_DTYPE_F32, 0), QS_OK); // out = q
+  TEST_CUDA(cudaMemcpy(got2, qd, nq * 4, cudaMemcpyDeviceToHost));
+  CHECK(memcmp(got, got2, nq * 4) == 0);
+  snprintf(st.name, sizeof st.name, "attention F32 B %d T %d H %d/%d D %d amp %g", B, T, H, Hkv, D, amp);
+  for (size_t e = 0; e < nq; e++) test_stat_add(&st, e, got[e], ref[e], test_attention_limit(w[e], amax[e / D], D, T));
+  test_stat_end(&st);
+done:
+  cudaFree(qd), cudaFree(kd), cudaFree(vd), cudaFree(od);
+  free(q), free(k), free(v), free(vabs), free(ref), free(w), free(got), free(got2), free(amax), free(scratch);
+}
+
+static void test_attention_all(void) {
+  static const int Ts[] = {1, 7, 64, 300};
+  static const int Ds[] = {48, 64, 128};
+  for (int t = 0; t < 4; t++)
+    for (int d = 0; d < 3; d++) {
+      test_attention_case(2, Ts[t], 4, 4, Ds[d], 1.0); // MHA
+      test_attention_case(2, Ts[t], 8, 2, Ds[d], 1.0); // GQA, 4 query heads per KV head
+    }
+  test_attention_case(1, 300, 4, 1, 64, 8.0);   // peaked softmax: max subtraction matters
+  test_attention_case(1, 100, 2, 2, 256, 1.0);  // the largest head_dim (8 accumulators per lane)
+  test_attention_case(1, 33, 2, 1, 2, 1.0);     // the smallest
+  test_attention_case(2, 65, 6, 2, 200, 1.0);   // head_dim not a multiple of 32
+  test_attention_case(1, 1100, 4, 1, 128, 1.0); // 35 key tiles
+}
+
+// ---- nll --------------------------------------------------------------------------------------------
+// Bound: both sides find the same max (exact) and convert the same values exactly to double. Each
+// exp term is off by <= 1 ulp (CUDA and glibc exp: 2^-52 relative), the positive sum by <=
+// (vocab - 1) 2^-53 relative in any order, on each side: log(sum) differs by <= (2 vocab + 4)
+// 2^-53, plus log's own ulp (2^-52 log(sum), log(sum) <= log(vocab)); the final add and subtract
+// round by 2^-53 of their results on each side. lim = (2 vocab + 8) 2^-53 + 2^-50 (|max| +
+// log(vocab) + |ref|). An fp32 sum (errors ~1e-7) would not pass.
+static void test_nll_case(qs_dtype dt, int rows, int vocab, double amp) {
+  const size_t es = qs_dtype_size(dt), n = (size_t)rows * vocab;
+  float *x = malloc(n * 4);
+  void *xh = malloc(n * es), *xd = NULL, *td = NULL, *nd = NULL;
+  int32_t *t = malloc((size_t)rows * 4);
+  double *got = malloc((size_t)rows * 8);
+  struct test_stat st = {.bad = 0};
+  TEST_ALLOC(x, xh, t, got);
+  test_fill(x, xh, n, -amp, amp, dt);
+  for (int r = 0; r < rows; r++) t[r] = (int32_t)test_uniform(0.0, (double)vocab);
+  if (rows >= 3) t[0] = -1, t[rows - 1] = vocab; // out of range: NaN rows
+  TEST_CUDA(test_dev(&xd, xh, n * es, 0));
+  TEST_CUDA(test_dev(&td, t, (size_t)rows * 4, 0));
+  TEST_CUDA(test_dev(&nd, NULL, (size_t)rows * 8, 0)); // poison 0: a plausible but wrong NLL
+  CHECK_EQ_INT(qs_nll_cuda(xd, td, (double *)nd, rows, vocab, dt, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(got, nd, (size_t)rows * 8, cudaMemcpyDeviceToHost));
+  snprintf(st.name, sizeof st.name, "nll %s rows %d vocab %d amp %g", qs_dtype_name(dt), rows, vocab, amp);
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * vocab;
+    if (t[r] < 0 || t[r] >= vocab) {
+      if (!isnan(got[r]) && st.bad++ < 5) fprintf(stderr, "  %s: row %d target %d: %g, not NaN\n", st.name, r, t[r], got[r]);
+      st.n++;
+      continue;
+    }
+    float mx = xr[0];
+    for (int i = 1; i < vocab; i++) mx = xr[i] > mx ? xr[i] : mx;
+    const double ref = qs_nll_ref(xr, vocab, t[r]);
+    test_stat_add(&st, (size_t)r, got[r], ref,
+                  (2.0 * vocab + 8) * 0x1p-53 + 0x1p-50 * (fabs((double)mx) + log((double)vocab) + fabs(ref)));
+  }
+  test_stat_end(&st);
+done:
+  cudaFree(xd), cudaFree(td), cudaFree(nd);
+  free(x), free(xh), free(t), free(got);
+}
+
+static void test_nll_all(void) {
+  static const qs_dtype dts[] = {QS_DTYPE_F32, QS_DTYPE_BF16, QS_DTYPE_F16};
+  for (int d = 0; d < 3; d++) {
+    test_nll_case(dts[d], 5, 1, 3.0); // one class: nll 0
+    test_nll_case(dts[d], 3, 7, 3.0);
+    test_nll_case(dts[d], 64, 1000, 8.0);
+    test_nll_case(dts[d], 17, 32000, 20.0); // exp(x - max) spans e^-40 .. 1
+    test_nll_case(dts[d], 4, 128256, 3.0);  // llama-3's vocabulary
+  }
+}
+
+// ---- bad arguments are reported, not launched; the handle's math mode survives ------------------
+static void test_errors(void) {
+  void *d = NULL;
+  cublasMath_t mode = CUBLAS_DEFAULT_MATH;
+  if (cudaMalloc(&d, 4096) != cudaSuccess) { CHECK(0); return; }
+  char *m = (char *)d + 4; // 4- but not 8-byte aligned
+  CHECK_EQ_INT(qs_linear_cuda(d, d, NULL, d, 0, 4, 4, QS_DTYPE_F32, g_blas, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_linear_cuda(d, d, NULL, d, 4, 4, (int64_t)1 << 31, QS_DTYPE_F32, g_blas, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_linear_cuda(d, d, NULL, d, 4, 4, 4, QS_DTYPE_I32, g_blas, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(cublasSetMathMode(g_blas, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
+  CHECK_EQ_INT(qs_linear_cuda(d, d, NULL, (char *)d + 2048, 4, 4, 4, QS_DTYPE_F32, g_blas, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_linear_cuda(d, d, NULL, (char *)d + 2048, 4, 4, 4, QS_DTYPE_BF16, g_blas, 0), QS_OK);
+  CHECK_EQ_INT(cublasGetMathMode(g_blas, &mode), CUBLAS_STATUS_SUCCESS);
+  CHECK_EQ_INT(mode, CUBLAS_TF32_TENSOR_OP_MATH); // restored after the call
+  CHECK_EQ_INT(cublasSetMathMode(g_blas, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_SUCCESS);
+  CHECK_EQ_INT(qs_attention_f32_cuda(d, d, d, d, 1, 4, 4, 3, 64, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_attention_f32_cuda(d, d, d, d, 1, 0, 4, 2, 64, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_attention_f32_cuda((const float *)m, d, d, d, 1, 4, 4, 2, 64, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_attention_f32_cuda(d, d, d, d, 1, 4, 4, 2, 63, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(qs_attention_f32_cuda(d, d, d, d, 1, 4, 4, 2, 258, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(qs_attention_cuda(d, d, d, d, 1, 4, 4, 2, 258, QS_DTYPE_F32, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 0, 4, QS_DTYPE_F32, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 1, 0, QS_DTYPE_F32, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 1, 4, QS_DTYPE_I8, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(cudaDeviceSynchronize(), cudaSuccess);
+  cudaFree(d);
+}
+
+// ---- benchmark ------------------------------------------------------------------------------------
+static int test_cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+// Median time in ms of `reps` runs of one op (after 3 warm-ups), CUDA events; -1 on failure.
+// op 0: fp32 attention (a = q, b = k, c = v, o = out), op 1: bf16 nll (a = logits, b = targets).
+static float test_bench_time(int op, void *a, void *b, void *c, void *o, int B, int T, int H, int Hkv, int D, int reps) {
+  float ms[64], med = -1.0f;
+  cudaEvent_t e0 = NULL, e1 = NULL;
+  TEST_CUDA(cudaEventCreate(&e0));
+  TEST_CUDA(cudaEventCreate(&e1));
+  for (int r = -3; r < reps; r++) {
+    TEST_CUDA(cudaEventRecord(e0, 0));
+    if (op == 0) CHECK_EQ_INT(qs_attention_cuda(a, b, c, o, B, T, H, Hkv, D, QS_DTYPE_F32, 0), QS_OK);
+    else CHECK_EQ_INT(qs_nll_cuda(a, (const int32_t *)b, (double *)o, T, D, QS_DTYPE_BF16, 0), QS_OK);
+    TEST_CUDA(cudaEventRecord(e1, 0));
+    TEST_CUDA(cudaEventSynchronize(e1));
+    if (r >= 0) TEST_CUDA(cudaEventElapsedTime(&ms[r], e0, e1));
+  }
+  qsort(ms, (size_t)reps, sizeof ms[0], test_cmp_float);
+  med = ms[reps / 2];
+done:
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  return med;
+}
+
+// llama-3-8b: T 2048, 32 / 8 heads, head_dim 128; causal FLOPs = 4 B H T^2 D / 2. The forward pass
+// budget is < 100 ms per layer call at B = 1 (checked); outputs must all be written and finite.
+static void test_bench_attention(void) {
+  const int T = 2048, H = 32, Hkv = 8, D = 128, Bmax = 4, reps = 10;
+  const size_t nq = (size_t)Bmax * T * H * D, nkv = (size_t)Bmax * T * Hkv * D;
+  float *f = malloc(nq * 4);
+  void *qd = NULL, *kd = NULL, *vd = NULL, *od = NULL;
+  TEST_ALLOC(f);
+  test_fill(f, NULL, nq, -2.0, 2.0, QS_DTYPE_F32);
+  TEST_CUDA(test_dev(&qd, f, nq * 4, 0));
+  TEST_CUDA(test_dev(&kd, f + nkv, nkv * 4, 0)); // other parts of the same random stream
+  TEST_CUDA(test_dev(&vd, f + 2 * nkv, nkv * 4, 0));
+  TEST_CUDA(test_dev(&od, NULL, nq * 4, 0xFF));
+  printf("attention f32 causal, T %d, heads %d/%d, head_dim %d (median of %d)\n", T, H, Hkv, D, reps);
+  for (int B = 1; B <= Bmax; B *= 2) {
+    const float ms = test_bench_time(0, qd, kd, vd, od, B, T, H, Hkv, D, reps);
+    const double flops = 4.0 * B * H * (double)T * T * D / 2;
+    printf("  B %d: %8.3f ms  %7.2f TFLOP/s (fp32 CUDA cores)\n", B, ms, flops / (ms * 1e-3) / 1e12);
+    if (B == 1) CHECK(ms > 0.0f && ms < 100.0f);
+  }
+  TEST_CUDA(cudaMemcpy(f, od, nq * 4, cudaMemcpyDeviceToHost));
+  size_t nonfinite = 0;
+  for (size_t i = 0; i < nq; i++) nonfinite += !isfinite(f[i]);
+  printf("  B %d output: %zu of %zu elements not finite\n", Bmax, nonfinite, nq);
+  CHECK_EQ_INT(nonfinite, 0);
+done:
+  cudaFree(qd), cudaFree(kd), cudaFree(vd), cudaFree(od);
+  free(f);
+}
+
+// NLL over rows x vocab bf16 logits: read twice (max, then sum), so bytes = 2 * rows * vocab * 2.
+static void test_bench_nll(void) {
+  const int rows = 2048, vocab = 128256, reps = 10;
+  const size_t n = (size_t)rows * vocab;
+  void *xd = NULL, *td = NULL, *nd = NULL;
+  TEST_CUDA(test_dev(&xd, NULL, n * 2, 0x3F)); // 0x3F3F: bf16 0.746
+  TEST_CUDA(test_dev(&td, NULL, (size_t)rows * 4, 0));
+  TEST_CUDA(test_dev(&nd, NULL, (size_t)rows * 8, 0));
+  const float ms = test_bench_time(1, xd, td, NULL, nd, 1, rows, 0, 0, vocab, reps);
+  printf("nll bf16 rows %d vocab %d: %.3f ms, %.0f GB/s (logits read twice)\n", rows, vocab, ms,
+         2.0 * n * 2 / (ms * 1e-3) / 1e9);
+done:
+  cudaFree(xd), cudaFree(td), cudaFree(nd);
+}
+
+int main(int argc, char **argv) {
+  int count = 0;
+  setvbuf(stdout, NULL, _IOLBF, 0); // results and stderr messages in order in logs
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0)
+    QS_TEST_SKIP("no CUDA device (cudaGetDeviceCount: %s, %d devices)", cudaGetErrorString(e), count);
+  struct cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+    printf("device 0: %s, compute capability %d.%d, %d SMs\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount);
+  if (cublasCreate(&g_blas) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "FAIL: cannot create a cuBLAS handle\n");
+    return 1;
+  }
+  if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+    test_bench_attention();
+    test_bench_nll();
+    cublasDestroy(g_blas);
+    return qs_test_finish("test_kernels_fwd2_cuda --bench");
+  }
+  test_linear_all();
+  test_attention_all();
+  test_nll_all();
+  test_errors();
+  cublasDestroy(g_blas);
+  return qs_test_finish("test_kernels_fwd2_cuda");
+}

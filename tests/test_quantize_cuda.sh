@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The cuda engine against the CPU engine on the shared models (label gpu; one rank, one GPU — the
+# NCCL code path runs with one rank: ranks cannot share a GPU in an NCCL communicator, so the
+# multi-rank tests stay on the CPU in CI):
+#   1. eval: `qshard eval --device cuda --precision fp32` of the FP models = the CPU's PPL within 1e-4
+#      relative (same fp32 math, only summation orders differ); bf16 within 2 %.
+#   2. stories260K GPTQ 4-bit g32, --precision fp32: >= 99.9 % identical integer codes in every
+#      quantized tensor (ckpt_codes_cmp) and perplexity of the written checkpoint within 0.1 % of the
+#      CPU engine's; the default bf16 path within 2 %.
+#      gutenberg28M GPTQ 4-bit g128 act-order: GPTQ amplifies any fp32 rounding difference through
+#      its error feedback, act-order's column order and the next layers' Hessians — the CPU engine
+#      run with 1 and with 2 OpenBLAS threads (only summation orders differ) keeps ~69 % identical
+#      codes in its worst tensor and its perplexity moves by ~0.8 % (BENCHMARKS.md §4). So the cuda
+#      engine is held to the CPU's own spread: layer 0's q/k/v (identical inputs up to rounding)
+#      >= 99.5 % identical, the worst tensor within 5 points of the CPU-vs-CPU worst, and the
+#      perplexity within max(0.1 %, 2 x the CPU-vs-CPU difference) of the CPU's.
+#   3. RTN 4-bit g128 without calibration: byte-identical safetensors (RTN = GPTQ with U = I).
+set -euo pipefail
+D=${QS_DATA_DIR:-}
+[ -n "$D" ] && [ -d "$D/stories260K" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
+nvidia-smi -L > /dev/null 2>&1 || { echo "SKIP: no GPU (nvidia-smi -L failed)"; exit 77; }
+Q=$QSHARD
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+S=$D/stories260K G=$D/gutenberg28M
+fail() { echo "FAIL: $*"; exit 1; }
+ppl_log() { grep -E '^ppl ' "$1" | head -n1 | awk '{print $2}'; }
+ppl_rep() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['eval']['ppl'])" "$1/quant_report.json"; }
+# within A B REL: |A/B - 1| <= REL
+within() { python3 -c "import sys; a,b,r=map(float,sys.argv[1:]); d=abs(a/b-1); print('  %.6f vs %.6f: rel diff %.2e (limit %.0e)' % (a,b,d,r)); sys.exit(0 if d <= r else 1)" "$1" "$2" "$3"; }
+
+echo "== 1. eval of the FP models: cuda fp32 / bf16 vs cpu"
+for m in S G; do
+  dir=${!m}
+  if [ $m = S ]; then data=$S/tinystories_sample.tok512.h5; extra=(--seqlen 512); else data=$G/wikitext2_test.h5; extra=(--seqlen 512 --eval-windows 40); fi
+  "$Q" eval --device cpu --model "$dir" --data "$data" "${extra[@]}" > "$T/e_cpu_$m.log" 2>&1 || { cat "$T/e_cpu_$m.log"; fail "eval cpu $m"; }
+  "$Q" eval --device cuda --precision fp32 --model "$dir" --data "$data" "${extra[@]}" > "$T/e_f32_$m.log" 2>&1 || { cat "$T/e_f32_$m.log"; fail "eval cuda fp32 $m"; }
+  "$Q" eval --device cuda --model "$dir" --data "$data" "${extra[@]}" > "$T/e_bf16_$m.log" 2>&1 || { cat "$T/e_bf16_$m.log"; fail "eval cuda bf16 $m"; }
+  echo " $m fp32:"; within "$(ppl_log "$T/e_f32_$m.log")" "$(ppl_log "$T/e_cpu_$m.log")" 1e-4 || fail "eval cuda fp32 $m"
+  echo " $m bf16:"; within "$(ppl_log "$T/e_bf16_$m.log")" "$(ppl_log "$T/e_cpu_$m.log")" 2e-2 || fail "eval cuda bf16 $m"
+done
+
+echo "== 2. GPTQ: cuda (fp32 and bf16) vs cpu"
+gptq() { # name model calib eval [options...]
+  local name=$1 dir=$2 calib=$3 ev=$4
+  shift 4
+  "$Q" quantize --model "$dir" --calib "$calib" --samples 32 --seqlen 512 --eval "$ev" --eval-seqlen 512 \
+    --eval-windows 40 "$@" --out "$T/$name" > "$T/$name.log" 2>&1 || { cat "$T/$name.log"; fail "quantize $name"; }
+}
+worst() { "$QS_CODES_CMP" "$1" "$2" 0 | tail -n 1 | awk '{print $6}'; }
+# stories260K: the strict agreement
+a=(--bits 4 --group-size 32)
+gptq q_cpu_S "$S" "$S/ptb_valid.tok512.h5" "$S/tinystories_sample.tok512.h5" "${a[@]}" --device cpu
+gptq q_f32_S "$S" "$S/ptb_valid.tok512.h5" "$S/tinystories_sample.tok512.h5" "${a[@]}" --device cuda --precision fp32
+gptq q_bf16_S "$S" "$S/ptb_valid.tok512.h5" "$S/tinystories_sample.tok512.h5" "${a[@]}" --device cuda
+echo " S codes, cuda fp32 vs cpu:"
+"$QS_CODES_CMP" "$T/q_cpu_S" "$T/q_f32_S" 0.999 | tail -n 1 || fail "S: codes differ beyond 0.1 %"
+"$QS_CODES_CMP" "$T/q_cpu_S" "$T/q_f32_S" 0.999 > /dev/null || fail "S: codes differ beyond 0.1 %"
+echo " S perplexity of the written checkpoint, cuda fp32 vs cpu:"
+within "$(ppl_rep "$T/q_f32_S")" "$(ppl_rep "$T/q_cpu_S")" 1e-3 || fail "S: perplexity beyond 0.1 %"
+echo " S perplexity, cuda bf16 vs cpu:"
+within "$(ppl_rep "$T/q_bf16_S")" "$(ppl_rep "$T/q_cpu_S")" 2e-2 || fail "S: bf16 perplexity beyond 2 %"
+# gutenberg28M: against the CPU's own spread
+a=(--bits 4 --group-size 128 --act-order)
+OPENBLAS_NUM_THREADS=1 gptq q_cpu1_G "$G" "$G/gutenberg_val.h5" "$G/wikitext2_test.h5" "${a[@]}" --device cpu
+OPENBLAS_NUM_THREADS=2 gptq q_cpu2_G "$G" "$G/gutenberg_val.h5" "$G/wikitext2_test.h5" "${a[@]}" --device cpu
+gptq q_f32_G "$G" "$G/gutenberg_val.h5" "$G/wikitext2_test.h5" "${a[@]}" --device cuda --precision fp32
+gptq q_bf16_G "$G" "$G/gutenberg_val.h5" "$G/wikitext2_test.h5" "${a[@]}" --device cuda
+grep -E "phases" "$T/q_f32_G.log" | head -n 2 || true
+"$QS_CODES_CMP" "$T/q_cpu1_G" "$T/q_f32_G" 0 > "$T/cmp_gpu.txt"
+grep -E "layers\.0\.self_attn\.[qkv]_proj" "$T/cmp_gpu.txt"
+for m in q k v; do
+  f=$(grep -E "layers\.0\.self_attn\.${m}_proj" "$T/cmp_gpu.txt" | awk '{print $(NF)}')
+  python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.995 else 1)" "$f" || fail "G layer 0 ${m}_proj: $f identical (< 99.5 %)"
+done
+wc=$(worst "$T/q_cpu1_G" "$T/q_cpu2_G") wg=$(worst "$T/q_cpu1_G" "$T/q_f32_G") wb=$(worst "$T/q_cpu1_G" "$T/q_bf16_G")
+echo " G worst identical fraction: cpu(1 thread) vs cpu(2 threads) $wc, cuda fp32 vs cpu $wg, cuda bf16 vs cpu $wb"
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) - 0.05 else 1)" "$wg" "$wc" || fail "G: cuda agreement $wg far below the CPU's own $wc"
+p1=$(ppl_rep "$T/q_cpu1_G") p2=$(ppl_rep "$T/q_cpu2_G") pg=$(ppl_rep "$T/q_f32_G") pb=$(ppl_rep "$T/q_bf16_G")
+lim=$(python3 -c "import sys; a,b=map(float,sys.argv[1:]); print(max(1e-3, 2*abs(a/b-1)))" "$p2" "$p1")
+echo " G perplexity: cpu(1) $p1 cpu(2) $p2 cuda fp32 $pg cuda bf16 $pb; limit $lim"
+within "$pg" "$p1" "$lim" || fail "G: cuda fp32 perplexity outside the CPU's spread"
+within "$pb" "$p1" 2e-2 || fail "G: cuda bf16 perplexity beyond 2 %"
+
+echo "== 3. RTN without calibration: identical bytes"
+for dev in cpu cuda; do
+  "$Q" quantize --device $dev --model "$G" --method rtn --bits 4 --group-size 128 --out "$T/rtn_$dev" > "$T/rtn_$dev.log" 2>&1 || { cat "$T/rtn_$dev.log"; fail "rtn $dev"; }
+done
+for f in "$T"/rtn_cpu/*.safetensors; do
+  cmp "$f" "$T/rtn_cuda/$(basename "$f")" || fail "RTN $(basename "$f") differs between cpu and cuda"
+done
+echo "RTN checkpoints identical"
+echo "PASS"
