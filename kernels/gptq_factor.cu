@@ -18,8 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cublas_v2.h>
+
 #include "gptq_factor.h"
 #include "qs_cuda.h"
+
+// Triangular inverse: diagonal blocks up to this size go to cusolverDnXtrtri, larger ones are split
+// in two and joined with two cuBLAS trsm (qs_gf_trinv). cuSOLVER's trtri alone was two thirds of
+// the factor time at K = 28672 and allocates a K-sized workspace (it failed for K = 53248 next to a
+// 405B layer); the split does the same n^3/3 flops as GEMM-shaped trsm calls, in place.
+constexpr int64_t QS_GF_TRINV_LEAF = 512;
 
 // ---- kernels ------------------------------------------------------------------------------------
 
@@ -109,8 +117,8 @@ static qs_status qs_gf_work_init(struct qs_gf_work *w, void *A, int64_t K, cudaD
   memset(w, 0, sizeof(*w));
   QS_CUSOLVER_CHECK(cusolverDnCreateParams(&w->params));
   QS_CUSOLVER_CHECK(cusolverDnXpotrf_bufferSize(solver, w->params, CUBLAS_FILL_MODE_UPPER, K, t, A, K, t, &d1, &h1));
-  QS_CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(solver, CUBLAS_FILL_MODE_UPPER, CUBLAS_DIAG_NON_UNIT, K, t, A, K,
-                                                &d2, &h2));
+  QS_CUSOLVER_CHECK(cusolverDnXtrtri_bufferSize(solver, CUBLAS_FILL_MODE_UPPER, CUBLAS_DIAG_NON_UNIT,
+                                                QS_MIN(K, QS_GF_TRINV_LEAF), t, A, K, &d2, &h2));
   w->dsize = QS_MAX(d1, d2);
   w->hsize = QS_MAX(h1, h2);
   QS_CUDA_CHECK(cudaMalloc(&w->dwork, w->dsize ? w->dsize : 1));
@@ -129,17 +137,64 @@ fail:
   return status;
 }
 
+// One cuBLAS handle per process for the trsm calls (bound to the caller's stream at each use).
+static qs_status qs_gf_blas(cublasHandle_t *out, cudaStream_t stream) {
+  qs_status status = QS_OK;
+  static cublasHandle_t h = NULL;
+  if (!h) QS_CUBLAS_CHECK(cublasCreate(&h));
+  QS_CUBLAS_CHECK(cublasSetStream(h, stream));
+  QS_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH)); // no TF32
+  *out = h;
+fail:
+  return status;
+}
+
+// In place, column-major upper triangular U [n, n] (leading dimension ld) -> U^-1. With
+// U = [A B; 0 C]: U^-1 = [A^-1, -A^-1 B C^-1; 0, C^-1], so B := -A^-1 B, B := B C^-1 (two trsm with
+// the original A and C), then A and C are inverted the same way. *info: LAPACK's (0 = ok).
+static qs_status qs_gf_trinv(void *U, int64_t n, int64_t ld, cudaDataType_t t, struct qs_gf_work *w, int *info,
+                             cusolverDnHandle_t solver, cublasHandle_t blas, cudaStream_t stream) {
+  qs_status status = QS_OK;
+  const int64_t n1 = QS_CEIL_DIV(n / 2, QS_GF_TRINV_LEAF) * QS_GF_TRINV_LEAF, n2 = n - n1;
+  const size_t es = t == CUDA_R_64F ? 8 : 4;
+  char *A = (char *)U, *B = A + (size_t)(n1 * ld) * es, *C = B + (size_t)n1 * es;
+  if (n <= QS_GF_TRINV_LEAF) {
+    QS_CUSOLVER_CHECK(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_UPPER, CUBLAS_DIAG_NON_UNIT, n, t, U, ld, w->dwork,
+                                       w->dsize, w->hwork, w->hsize, w->dinfo));
+    return qs_gf_read_info(w, info, stream);
+  }
+  if (t == CUDA_R_64F) {
+    const double m1 = -1.0, p1 = 1.0;
+    QS_CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                (int)n1, (int)n2, &m1, (double *)A, (int)ld, (double *)B, (int)ld));
+    QS_CUBLAS_CHECK(cublasDtrsm(blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                (int)n1, (int)n2, &p1, (double *)C, (int)ld, (double *)B, (int)ld));
+  } else {
+    const float m1 = -1.0f, p1 = 1.0f;
+    QS_CUBLAS_CHECK(cublasStrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                (int)n1, (int)n2, &m1, (float *)A, (int)ld, (float *)B, (int)ld));
+    QS_CUBLAS_CHECK(cublasStrsm(blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                (int)n1, (int)n2, &p1, (float *)C, (int)ld, (float *)B, (int)ld));
+  }
+  QS_TRY(qs_gf_trinv(A, n1, ld, t, w, info, solver, blas, stream));
+  if (*info != 0) return QS_OK;
+  QS_TRY(qs_gf_trinv(C, n2, ld, t, w, info, solver, blas, stream));
+  if (*info > 0) *info += (int)n1;
+fail:
+  return status;
+}
+
 // Row-major A (lower triangle read) -> L^-1 in its lower triangle; *info as LAPACK's.
 static qs_status qs_gf_chol_inverse(void *A, int64_t K, cudaDataType_t t, struct qs_gf_work *w, int *info,
                                     cusolverDnHandle_t solver, cudaStream_t stream) {
   qs_status status = QS_OK;
+  cublasHandle_t blas = NULL;
   QS_CUSOLVER_CHECK(cusolverDnXpotrf(solver, w->params, CUBLAS_FILL_MODE_UPPER, K, t, A, K, t, w->dwork, w->dsize,
                                      w->hwork, w->hsize, w->dinfo));
   QS_TRY(qs_gf_read_info(w, info, stream));
   if (*info != 0) return QS_OK;
-  QS_CUSOLVER_CHECK(cusolverDnXtrtri(solver, CUBLAS_FILL_MODE_UPPER, CUBLAS_DIAG_NON_UNIT, K, t, A, K, w->dwork,
-                                     w->dsize, w->hwork, w->hsize, w->dinfo));
-  QS_TRY(qs_gf_read_info(w, info, stream));
+  QS_TRY(qs_gf_blas(&blas, stream));
+  QS_TRY(qs_gf_trinv(A, K, K, t, w, info, solver, blas, stream));
 fail:
   return status;
 }
