@@ -250,6 +250,7 @@ static void cuda_free(struct qs_qengine *base) {
   cudaFree(e->x);
   cudaFree(e->att);
   cudaFree(e->act);
+  if (e->pin) cudaFreeHost(e->pin);
   qs_dcomm_free(e->dcomm);
   qs_dctx_free(&e->ctx);
   free(e);

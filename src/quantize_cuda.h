@@ -24,7 +24,7 @@
 #include "quantize.h"
 
 #define QS_HESSIAN_LEAVES 16
-#define QS_GPTQ_CUDA_ROW_TILE 1024
+#define QS_GPTQ_CUDA_ROW_TILE 2048
 
 // Seconds per phase of the current layer (host clock, the stream synchronized at phase ends).
 enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_PACK, QS_PH_COUNT };
@@ -40,6 +40,8 @@ struct qs_cuda_engine {
   void *att;         // [B, T, H*D] attention outputs (dt), kept between the O Hessian and o_proj
   void *act;         // [B, T, inter] down_proj inputs (dt) kept between its Hessian and its apply,
                      // when they fit (else NULL: gate/up are recomputed for the layer output)
+  void *pin;         // pinned host staging of one module's packed tensors
+  size_t pin_cap;
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;

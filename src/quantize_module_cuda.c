@@ -144,20 +144,34 @@ fail:
   return status;
 }
 
-// Packs the gathered module on the device and copies the GPTQ v1 tensors to the host (ranks that
-// hand them to a writer).
-static qs_status dmod_pack(struct qs_cuda_engine *e, struct qs_qrun *run, struct dmod *d, int bits,
-                           int32_t **qweight, int32_t **qzeros, uint16_t **scales, long long *wrapped) {
+// Pinned host staging of at least `bytes` (kept by the engine, reused by every module).
+static qs_status pinned_reserve(struct qs_cuda_engine *e, size_t bytes) {
+  qs_status status = QS_OK;
+  if (bytes <= e->pin_cap) return QS_OK;
+  if (e->pin) QS_CUDA_CHECK(cudaFreeHost(e->pin));
+  e->pin = NULL;
+  e->pin_cap = 0;
+  QS_CUDA_CHECK(cudaMallocHost(&e->pin, bytes));
+  e->pin_cap = bytes;
+fail:
+  return status;
+}
+
+// Packs the gathered module on the device and copies the GPTQ v1 tensors into the engine's pinned
+// staging (ranks that hand them to a writer; the writers copy them before the next module).
+static qs_status dmod_pack(struct qs_cuda_engine *e, struct dmod *d, int bits, int32_t **qweight, int32_t **qzeros,
+                           uint16_t **scales, long long *wrapped) {
   qs_status status = QS_OK;
   int32_t *dqw = NULL, *dqz = NULL;
   uint16_t *dsc = NULL;
   int64_t N = d->N, K = d->K, G = d->G, w64 = 0;
   size_t nqw = (size_t)(K * bits / 32 * N), nqz = (size_t)(G * (N * bits / 32)), nsc = (size_t)(G * N);
+  size_t oqz = QS_CEIL_DIV(nqw * 4, 256) * 256, osc = oqz + QS_CEIL_DIV(nqz * 4, 256) * 256;
   cudaStream_t st = e->ctx.stream;
-  (void)run;
-  QS_ALLOC(*qweight, nqw);
-  QS_ALLOC(*qzeros, nqz);
-  QS_ALLOC(*scales, nsc);
+  QS_TRY(pinned_reserve(e, osc + nsc * 2));
+  *qweight = (int32_t *)e->pin;
+  *qzeros = (int32_t *)((char *)e->pin + oqz);
+  *scales = (uint16_t *)((char *)e->pin + osc);
   QS_CUDA_CHECK(cudaMallocAsync((void **)&dqw, nqw * 4, st));
   QS_CUDA_CHECK(cudaMallocAsync((void **)&dqz, nqz * 4, st));
   QS_CUDA_CHECK(cudaMallocAsync((void **)&dsc, nsc * 2, st));
@@ -221,7 +235,7 @@ qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run,
   qs_gptq_g_idx(&view, g_idx);
   rep.packed = qs_gptq_can_pack(N, K, o->bits, o->group_size);
   if (rep.packed && qs_quantize_wants_packed(run))
-    QS_TRY(dmod_pack(e, run, &d, o->bits, &qweight, &qzeros, &scales, &rep.wrapped));
+    QS_TRY(dmod_pack(e, &d, o->bits, &qweight, &qzeros, &scales, &rep.wrapped));
   QS_TRY(bias_host(e, i, &bias));
   QS_TRY(qs_cuda_phase(e, QS_PH_PACK));
   rep.seconds = qs_time_now() - t0;
@@ -231,9 +245,6 @@ qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run,
 fail:
   dmod_free(&d);
   free(g_idx);
-  free(qweight);
-  free(qzeros);
-  free(scales);
   free(bias);
   return status;
 }
