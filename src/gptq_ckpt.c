@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "outdir.h"
 #include "quantize.h"
+#include "stages.h"
 
 // The damping as the user wrote it (a float widened to double prints as 0.009999999776...).
 static double damp_json(float d) {
@@ -209,6 +210,7 @@ json_t *qs_qreport_json(const struct qs_qrun *run, double seconds, json_t *eval)
                           "static_groups", a->q.static_groups, "damp", damp_json(a->q.damp), "samples",
                           (int)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed, "ranks",
                           qs_comm_size(run->world), "seconds", seconds, "modules", mods, "unpacked", unpacked);
+  if (rep && run->grid->S > 1) json_object_set_new(rep, "stages", qs_stages_json(run->grid));
   if (rep && eval) json_object_set_new(rep, "eval", eval);
   else json_decref(eval);
   return rep;

@@ -9,6 +9,7 @@
 
 #include "comm.h"
 #include "quantize.h"
+#include "stages.h"
 
 json_t *qs_json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -46,6 +47,28 @@ void qs_progress_note(const struct qs_qrun *run, const char *event, json_t *fiel
   json_decref(fields);
 }
 
+void qs_progress_stage_note(const struct qs_qrun *run, const char *event, json_t *fields, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (run->grid->S == 1) {
+    qs_progress_note(run, event, fields, "%s", msg);
+    return;
+  }
+  if (qs_comm_rank(run->data) == 0) {
+    if (run->a->log_json) {
+      if (!fields) fields = json_object();
+      if (fields) json_object_set_new(fields, "stage", json_integer(run->grid->stage));
+      print_json(event, fields);
+    } else {
+      qs_log(QS_LOG_INFO, "stage %d/%d: %s", run->grid->stage, run->grid->S, msg);
+    }
+  }
+  json_decref(fields);
+}
+
 // "42 s", "7m05s", "3h12m".
 static const char *fmt_duration(double s, char buf[32]) {
   if (!isfinite(s)) snprintf(buf, 32, "?");
@@ -63,18 +86,18 @@ struct figures {
   long long host, device;  // peak bytes, max over ranks (device -1: no device)
 };
 
-// Collective (the peaks are maxima over the ranks).
+// Collective over the stage (the peaks are maxima over its ranks). done: layers [0, done) are done.
 static qs_status gather_figures(const struct qs_progress *p, const struct qs_qrun *run, int done,
                                 struct figures *f) {
   qs_status status = QS_OK;
-  f->done = done;
+  f->done = done - run->grid->l0; // of this stage's layers
   f->total = p->n_layers;
-  f->spl = done > p->first ? (qs_time_now() - p->t0) / (done - p->first) : NAN;
-  f->eta = done == p->n_layers ? 0.0 : f->spl * (p->n_layers - done);
+  f->spl = f->done > p->first ? (qs_time_now() - p->t0) / (f->done - p->first) : NAN;
+  f->eta = f->done == p->n_layers ? 0.0 : f->spl * (p->n_layers - f->done);
   f->host = (long long)qs_peak_rss_bytes();
   f->device = run->engine ? run->engine->device_peak(run->engine) : -1;
-  QS_TRY(qs_comm_allreduce_max_i64(run->world, &f->host));
-  QS_TRY(qs_comm_allreduce_max_i64(run->world, &f->device));
+  QS_TRY(qs_comm_allreduce_max_i64(run->data, &f->host));
+  QS_TRY(qs_comm_allreduce_max_i64(run->data, &f->device));
 fail:
   return status;
 }
@@ -92,22 +115,35 @@ static void label_escape(const char *s, char *out, size_t cap) {
   out[k] = '\0';
 }
 
-static size_t metric(char *buf, size_t cap, size_t k, const char *name, const char *help, const char *label,
+// labels: the label set, e.g. out="x" or out="x",stage="1".
+static size_t metric(char *buf, size_t cap, size_t k, const char *name, const char *help, const char *labels,
                      double v) {
   if (k >= cap) return k;
   char val[64];
   if (isnan(v)) snprintf(val, sizeof(val), "NaN");
   else snprintf(val, sizeof(val), "%.17g", v);
-  int n = snprintf(buf + k, cap - k, "# HELP %s %s\n# TYPE %s gauge\n%s{out=\"%s\"} %s\n", name, help, name, name,
-                   label, val);
+  int n = snprintf(buf + k, cap - k, "# HELP %s %s\n# TYPE %s gauge\n%s{%s} %s\n", name, help, name, name, labels,
+                   val);
   return n < 0 ? cap : k + (size_t)n;
+}
+
+// The metrics file of this rank's stage: --metrics-file, or with S > 1 its per-stage name (progress.h).
+static void metrics_path(const struct qs_qrun *run, char *buf, size_t cap) {
+  const char *f = run->a->metrics_file;
+  size_t n = strlen(f);
+  if (run->grid->S == 1) snprintf(buf, cap, "%s", f);
+  else if (n > 5 && !strcmp(f + n - 5, ".prom")) snprintf(buf, cap, "%.*s.stage%d.prom", (int)(n - 5), f, run->grid->stage);
+  else snprintf(buf, cap, "%s.stage%d", f, run->grid->stage);
 }
 
 static qs_status write_metrics(const struct qs_qrun *run, const struct figures *f) {
   qs_status status = QS_OK;
-  char label[4096], buf[8192];
+  char out[4096], label[4200], buf[8192], path[4200];
   size_t k = 0, cap = sizeof(buf);
-  label_escape(run->a->out, label, sizeof(label));
+  label_escape(run->a->out, out, sizeof(out));
+  if (run->grid->S == 1) snprintf(label, sizeof(label), "out=\"%s\"", out);
+  else snprintf(label, sizeof(label), "out=\"%s\",stage=\"%d\"", out, run->grid->stage);
+  metrics_path(run, path, sizeof(path));
   k = metric(buf, cap, k, "qshard_layers_done", "Decoder layers quantized (rank 0's view; includes layers "
              "restored by --resume).", label, f->done);
   k = metric(buf, cap, k, "qshard_layers_total", "Decoder layers of the model.", label, f->total);
@@ -119,8 +155,8 @@ static qs_status write_metrics(const struct qs_qrun *run, const struct figures *
   if (f->device >= 0)
     k = metric(buf, cap, k, "qshard_peak_device_bytes", "Peak device memory of the largest rank.", label,
                (double)f->device);
-  if (k >= cap) QS_FAIL(QS_ERR_INTERNAL, "%s: metrics text longer than %zu bytes", run->a->metrics_file, cap);
-  QS_TRY(qs_file_write_all(run->a->metrics_file, buf, k)); // tmp + rename: the collector never sees half
+  if (k >= cap) QS_FAIL(QS_ERR_INTERNAL, "%s: metrics text longer than %zu bytes", path, cap);
+  QS_TRY(qs_file_write_all(path, buf, k)); // tmp + rename: the collector never sees half
 fail:
   return status;
 }
@@ -128,13 +164,14 @@ fail:
 qs_status qs_progress_init(struct qs_progress *p, const struct qs_qrun *run, int first) {
   qs_status status = QS_OK, mine = QS_OK;
   struct figures f;
-  *p = (struct qs_progress){.n_layers = run->m->cfg.n_layers, .first = first, .t0 = qs_time_now()};
+  *p = (struct qs_progress){.n_layers = run->grid->l1 - run->grid->l0, .first = first - run->grid->l0,
+                             .t0 = qs_time_now()};
   QS_TRY(gather_figures(p, run, first, &f));
-  if (qs_comm_rank(run->world) == 0 && run->a->metrics_file) mine = write_metrics(run, &f);
+  if (qs_comm_rank(run->data) == 0 && run->a->metrics_file) mine = write_metrics(run, &f);
   int ok = mine == QS_OK;
-  QS_TRY(qs_comm_bcast(run->world, &ok, sizeof(ok), 0));
+  QS_TRY(qs_comm_bcast(run->data, &ok, sizeof(ok), 0));
   if (!ok) {
-    if (qs_comm_rank(run->world) == 0) QS_FAIL(mine, "--metrics-file %s cannot be written", run->a->metrics_file);
+    if (qs_comm_rank(run->data) == 0) QS_FAIL(mine, "--metrics-file %s cannot be written", run->a->metrics_file);
     status = QS_ERR_IO;
   }
 fail:
@@ -158,10 +195,10 @@ static void print_layer(const struct qs_qrun *run, const struct figures *f, doub
                         "layers_total", f->total, "seconds", seconds, "seconds_per_layer", qs_json_num(f->spl),
                         "eta_seconds", qs_json_num(f->eta), "peak_host_bytes", (json_int_t)f->host,
                         "peak_device_bytes", f->device >= 0 ? json_integer(f->device) : json_null());
-  qs_progress_note(run, "layer", j,
-                   "layer %d/%d quantized in %.2f s; %d/%d done, %.2f s/layer, ETA %s; peak memory (max over "
-                   "ranks): host %.2f GiB%s", run->layer + 1, f->total, seconds, f->done, f->total, f->spl,
-                   fmt_duration(f->eta, eta), (double)f->host / gib, dev);
+  qs_progress_stage_note(run, "layer", j,
+                         "layer %d/%d quantized in %.2f s; %d/%d done, %.2f s/layer, ETA %s; peak memory (max "
+                         "over ranks): host %.2f GiB%s", run->layer + 1, run->m->cfg.n_layers, seconds, f->done,
+                         f->total, f->spl, fmt_duration(f->eta, eta), (double)f->host / gib, dev);
 }
 
 qs_status qs_progress_layer(struct qs_progress *p, const struct qs_qrun *run, int first_report, double seconds) {
@@ -170,12 +207,12 @@ qs_status qs_progress_layer(struct qs_progress *p, const struct qs_qrun *run, in
   QS_TRY(gather_figures(p, run, run->layer + 1, &f));
   for (int i = first_report; i < run->n_reports; i++) {
     const struct qs_qreport *r = &run->reports[i];
-    qs_progress_note(run, "module", module_json(r), "  %-36s [%6d x %6d]  loss %-10.4g rel.err %-8.4g damp %-6g "
-                     "%6.2fs%s", r->name, r->n, r->k, r->loss, r->rel_err, (double)r->damp, r->seconds,
-                     r->packed ? "" : "  (unpackable: kept dense)");
+    qs_progress_stage_note(run, "module", module_json(r), "  %-36s [%6d x %6d]  loss %-10.4g rel.err %-8.4g damp "
+                           "%-6g %6.2fs%s", r->name, r->n, r->k, r->loss, r->rel_err, (double)r->damp, r->seconds,
+                           r->packed ? "" : "  (unpackable: kept dense)");
   }
   print_layer(run, &f, seconds);
-  if (qs_comm_rank(run->world) == 0 && run->a->metrics_file && !p->warned && write_metrics(run, &f) != QS_OK) {
+  if (qs_comm_rank(run->data) == 0 && run->a->metrics_file && !p->warned && write_metrics(run, &f) != QS_OK) {
     qs_log(QS_LOG_WARN, "--metrics-file %s could not be rewritten; the run goes on without it", run->a->metrics_file);
     p->warned = 1;
   }

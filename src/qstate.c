@@ -14,6 +14,7 @@
 #include "comm.h"
 #include "progress.h"
 #include "quantize.h"
+#include "stages.h"
 #include "trtllm.h"
 
 // ---- paths ---------------------------------------------------------------------------------------
@@ -35,6 +36,31 @@ static char *state_file(const char *partial) {
   return strdup(buf);
 }
 
+// The state file of this rank's stage: state.h5 with one stage, state-stage<s>-of-<S>.h5 with S > 1
+// (each stage saves its own progress, stages.h).
+static char *stage_state_file(const char *partial, const struct qs_stages *g) {
+  char buf[4096];
+  if (g->S == 1) return state_file(partial);
+  snprintf(buf, sizeof(buf), "%s/.state/state-stage%d-of-%d.h5", partial, g->stage, g->S);
+  return strdup(buf);
+}
+
+// 1 for the name of a state file of any stage layout (state.h5, state-stage*.h5).
+static int is_state_name(const char *name) {
+  size_t n = strlen(name);
+  return !strcmp(name, "state.h5") || (!strncmp(name, "state-stage", 11) && n > 14 && !strcmp(name + n - 3, ".h5"));
+}
+
+// 1 when the directory holds a state file of any stage layout.
+static int has_state(const char *state_dir) {
+  int found = 0;
+  DIR *d = opendir(state_dir);
+  if (!d) return 0;
+  for (struct dirent *e; !found && (e = readdir(d)) != NULL;) found = is_state_name(e->d_name);
+  closedir(d);
+  return found;
+}
+
 static void layer_dir(const struct qs_qstate *st, int l, char buf[4096]) {
   snprintf(buf, 4096, "%s/layer-%05d", st->dir, l);
 }
@@ -43,9 +69,10 @@ static void x_file(const struct qs_qstate *st, int completed, int rank, int rank
   snprintf(buf, 4096, "%s/x-c%d-rank%d-of-%d.h5", st->dir, completed, rank, ranks);
 }
 
-// The activations are saved only where a later layer needs them: with calibration data, between layers.
+// The activations are saved only where a later layer of the stage needs them: with calibration data,
+// between layers (with stages also at the stage's first layer: its boundary activations).
 static int needs_x(const struct qs_qrun *run, int completed) {
-  return run->T > 0 && completed > 0 && completed < run->m->cfg.n_layers;
+  return run->T > 0 && completed > 0 && completed < run->grid->l1;
 }
 
 // Rank 0's status on every rank (the others return it without a message of their own).
@@ -81,8 +108,8 @@ fail:
 
 void qs_qstate_abort_dir(const char *partial) {
   if (!partial || !qs_path_exists(partial)) return;
-  char *sf = state_file(partial);
-  if (sf && qs_path_exists(sf))
+  char *sf = qs_path_join(partial, ".state");
+  if (sf && has_state(sf))
     qs_log(QS_LOG_WARN, "the resume state in %s is kept: rerun with --resume to continue, or --force to start over",
            partial);
   else qs_dir_remove_tree(partial);
@@ -181,12 +208,12 @@ static qs_status fingerprint(const struct qs_qrun *run, char **out) {
   QS_TRY(files_hash(a->model, model));
   if (a->calib) QS_TRY(files_hash(a->calib, calib));
   snprintf(damp, sizeof(damp), "%.9g", (double)o->damp);
-  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:b, s:s, s:i, s:I, s:i, s:I, s:i, s:s, s:s, s:s}",
+  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:b, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s}",
                 "model_files", model, "calib_file", calib, "method", a->method == QS_QMETHOD_GPTQ ? "gptq" : "rtn",
                 "bits", o->bits, "group_size", o->group_size, "sym", o->sym, "act_order", o->act_order,
                 "static_groups", o->static_groups, "damp", damp, "block", o->block_size, "samples",
                 (json_int_t)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed, "ranks",
-                qs_comm_size(run->world), "engine", run->engine->name, "precision",
+                qs_comm_size(run->world), "stages", run->grid->S, "engine", run->engine->name, "precision",
                 cpu || a->precision_f32 ? "fp32" : "bf16", "factor_precision",
                 cpu ? "cpu" : a->factor_f64 ? "fp64" : "fp32");
   if (!j || !(*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS))) QS_FAIL(QS_ERR_OOM, "out of memory");
@@ -256,17 +283,16 @@ fail:
   return status;
 }
 
+static qs_status save(struct qs_qstate *st, struct qs_qrun *run);
+
 // ---- restore -------------------------------------------------------------------------------------
 
-// Rank 0: the tensors of the input that the completed layers replaced (qs_gptq_ckpt_add_rest skips
-// them): X.weight for every X.qweight of the layer files, X.bias for every X.bias. Also proves that
-// every completed layer's file is there and readable.
-static qs_status restore_replaced(struct qs_qstate *st, struct qs_qrun *run, int completed) {
+qs_status qs_qstate_mark_replaced(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
   qs_status status = QS_OK;
   struct qs_st_file f = {0};
   char dir[4096], path[4200], name[512];
   int open = 0;
-  for (int l = 0; l < completed; l++) {
+  for (int l = from; l < to; l++) {
     layer_dir(st, l, dir);
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     QS_TRY(qs_st_open(&f, path));
@@ -314,9 +340,7 @@ fail:
   return status;
 }
 
-// --tp: the TensorRT-LLM writer ranks keep every module's shard slices until the end; those of the
-// restored layers are handed over again from the layer files (the same packed tensors as emitted).
-static qs_status replay_tp(struct qs_qstate *st, struct qs_qrun *run, int completed) {
+qs_status qs_qstate_replay_tp(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
   qs_status status = QS_OK;
   struct qs_st_file f = {0};
   struct qs_qpacked pk;
@@ -325,7 +349,7 @@ static qs_status replay_tp(struct qs_qstate *st, struct qs_qrun *run, int comple
   char path[4200];
   int open = 0;
   if (!run->a->tp || !qs_trtllm_is_writer(run)) return QS_OK;
-  for (int l = 0; l < completed; l++) {
+  for (int l = from; l < to; l++) {
     snprintf(path, sizeof(path), "%s/layer-%05d/model.safetensors", st->dir, l);
     QS_TRY(qs_st_open(&f, path));
     open = 1;
@@ -346,19 +370,21 @@ fail:
   return status;
 }
 
-// Rank 0: reads and checks state.h5; *completed layers and their reports.
+// The stage leader: reads and checks its state file; *completed layers (the stage's layers [l0,
+// *completed) are done; *completed = l0 > 0: only its boundary activations) and their reports.
 static qs_status load_root(struct qs_qstate *st, struct qs_qrun *run, int *completed, struct qs_qreport **r, int *n) {
   qs_status status = QS_OK;
-  char *path = state_file(st->partial), *fp = NULL;
-  int ranks = 0, L = run->m->cfg.n_layers;
+  char *path = stage_state_file(st->partial, run->grid), *fp = NULL;
+  int ranks = 0, l0 = run->grid->l0, l1 = run->grid->l1;
   if (!path) QS_FAIL(QS_ERR_OOM, "out of memory");
   QS_TRY(qs_qstate_h5_read_state(path, completed, &ranks, &fp, r, n));
   QS_TRY(fingerprint_check(path, fp, st->fp));
-  if (*completed < 1 || *completed > L) QS_FAIL(QS_ERR_FORMAT, "%s: %d completed layers of %d", path, *completed, L);
+  if (*completed < QS_MAX(l0, 1) || *completed > l1)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %d completed layers, outside the stage's layers %d..%d", path, *completed, l0, l1);
   for (int i = 0; i < *n; i++)
-    if ((*r)[i].layer < 0 || (*r)[i].layer >= *completed)
+    if ((*r)[i].layer < l0 || (*r)[i].layer >= *completed)
       QS_FAIL(QS_ERR_FORMAT, "%s: report of %s is not in a completed layer", path, (*r)[i].name);
-  QS_TRY(restore_replaced(st, run, *completed));
+  QS_TRY(qs_qstate_mark_replaced(st, run, l0, *completed));
 fail:
   if (status != QS_OK) { free(*r); *r = NULL; }
   free(path);
@@ -383,33 +409,62 @@ fail:
   return status;
 }
 
-// Collective: the saved state into this run (reports on every rank, as rank 0 read them).
+// Collective over the stage: its saved state into this run (reports on every rank of the stage, as
+// its leader read them).
 static qs_status load(struct qs_qstate *st, struct qs_qrun *run) {
   qs_status status = QS_OK;
   struct qs_qreport *r = NULL;
   int c[2] = {0, 0}; // completed, report count
-  int ok;
-  if (qs_comm_rank(run->world) == 0) status = load_root(st, run, &c[0], &r, &c[1]);
-  QS_TRY(agree(run->world, status));
-  QS_TRY(qs_comm_bcast(run->world, c, sizeof(c), 0));
-  if (qs_comm_rank(run->world) != 0) QS_ALLOC(r, c[1]);
-  QS_TRY(qs_comm_bcast(run->world, r, (size_t)c[1] * sizeof(*r), 0));
+  int ok, l0 = run->grid->l0, nl = run->grid->l1 - l0;
+  if (qs_comm_rank(run->data) == 0) status = load_root(st, run, &c[0], &r, &c[1]);
+  QS_TRY(agree(run->data, status));
+  QS_TRY(qs_comm_bcast(run->data, c, sizeof(c), 0));
+  if (qs_comm_rank(run->data) != 0) QS_ALLOC(r, c[1]);
+  QS_TRY(qs_comm_bcast(run->data, r, (size_t)c[1] * sizeof(*r), 0));
   run->reports = r;
   run->n_reports = run->cap_reports = c[1];
   r = NULL;
   ok = !needs_x(run, c[0]) || restore_x(st, run, c[0]) == QS_OK;
-  QS_TRY(qs_comm_allreduce_and(run->world, &ok));
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
   if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: the saved activations could not be restored on every rank (see above); "
                    "use --force to start over", st->partial);
-  ok = replay_tp(st, run, c[0]) == QS_OK;
-  QS_TRY(qs_comm_allreduce_and(run->world, &ok));
+  // with stages the writers take every layer at the end (qs_stages_join)
+  ok = run->grid->S > 1 || qs_qstate_replay_tp(st, run, 0, c[0]) == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
   if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: --tp: the completed layers could not be handed to the TensorRT-LLM writers",
                    st->partial);
   st->completed = st->saved = c[0];
-  json_t *j = json_pack("{s:s, s:i, s:i}", "dir", st->partial, "layers_done", c[0], "layers_total",
-                        run->m->cfg.n_layers);
-  qs_progress_note(run, "resume", j, "resuming from %s: %d/%d layers done", st->partial, c[0], run->m->cfg.n_layers);
+  json_t *j = json_pack("{s:s, s:i, s:i}", "dir", st->partial, "layers_done", c[0] - l0, "layers_total", nl);
+  qs_progress_stage_note(run, "resume", j, "resuming from %s: %d/%d layers done", st->partial, c[0] - l0, nl);
 fail:
+  free(r);
+  return status;
+}
+
+// World rank 0, --resume: a state saved under another stage count (other file names) is refused with
+// the fingerprint's difference rather than silently ignored.
+static qs_status check_layout(struct qs_qstate *st) {
+  qs_status status = QS_OK;
+  struct qs_qreport *r = NULL;
+  char *path = NULL, *fp = NULL;
+  int completed = 0, ranks = 0, n = 0;
+  json_t *now = json_loads(st->fp, 0, NULL);
+  int S = now ? (int)json_integer_value(json_object_get(now, "stages")) : 0, s = 0, S2 = 0;
+  DIR *d = opendir(st->dir);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    if (!is_state_name(e->d_name)) continue;
+    if (S == 1 ? !strcmp(e->d_name, "state.h5") : sscanf(e->d_name, "state-stage%d-of-%d.h5", &s, &S2) == 2 && S2 == S)
+      continue;
+    if (!(path = qs_path_join(st->dir, e->d_name))) QS_FAIL(QS_ERR_OOM, "out of memory");
+    QS_TRY(qs_qstate_h5_read_state(path, &completed, &ranks, &fp, &r, &n));
+    QS_TRY(fingerprint_check(path, fp, st->fp));
+    QS_FAIL(QS_ERR_ARG, "%s: cannot resume: saved by a run with another --stages; use --force to start over", path);
+  }
+fail:
+  if (d) closedir(d);
+  json_decref(now);
+  free(path);
+  free(fp);
   free(r);
   return status;
 }
@@ -417,15 +472,18 @@ fail:
 qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run) {
   qs_status status = QS_OK, mine = QS_OK;
   char *sf = NULL;
-  int have = 0;
+  int have = 0, any;
   memset(st, 0, sizeof(*st));
+  st->completed = run->grid->l0; // this stage's layers start here (0 with one stage)
   st->partial = partial_path(run->a->out);
-  if (!st->partial || !(st->dir = qs_path_join(st->partial, ".state")) || !(sf = state_file(st->partial)))
+  if (!st->partial || !(st->dir = qs_path_join(st->partial, ".state")) ||
+      !(sf = stage_state_file(st->partial, run->grid)))
     QS_FAIL(QS_ERR_OOM, "out of memory");
   QS_TRY(shared_fingerprint(run, &st->fp));
   st->last_save = qs_time_now();
   if (qs_comm_rank(run->world) == 0) {
-    have = run->a->resume && qs_path_exists(sf);
+    have = run->a->resume && has_state(st->dir);
+    if (have) mine = check_layout(st);
     if (!have) { // nothing to continue: leftovers of a run killed before its first save go
       mine = qs_dir_remove_tree(st->dir);
       if (mine == QS_OK) mine = qs_dir_make(st->dir);
@@ -436,10 +494,22 @@ qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run) {
   }
   QS_TRY(agree(run->world, mine));
   QS_TRY(qs_comm_bcast(run->world, &have, sizeof(have), 0));
+  any = have;
+  // each stage continues from its own state file (one stage: state.h5), when it has one
+  if (qs_comm_rank(run->data) == 0) have = any && qs_path_exists(sf);
+  QS_TRY(qs_comm_bcast(run->data, &have, sizeof(have), 0));
   if (have) QS_TRY(load(st, run));
+  else if (any)
+    qs_progress_stage_note(run, "resume", json_pack("{s:s, s:i}", "dir", st->partial, "layers_done", 0),
+                           "no saved state of this stage in %s: starting from its first layer", st->partial);
 fail:
   free(sf);
   return status;
+}
+
+qs_status qs_qstate_save_boundary(struct qs_qstate *st, struct qs_qrun *run) {
+  if (run->a->state_interval > 0) return QS_OK; // saves are timed: the first one comes after a layer
+  return save(st, run);
 }
 
 // ---- per layer: the layer file, the save --------------------------------------------------------
@@ -447,7 +517,7 @@ fail:
 qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l) {
   qs_status status = QS_OK;
   char dir[4096];
-  if (qs_comm_rank(run->world) != 0) return QS_OK;
+  if (qs_comm_rank(run->data) != 0) return QS_OK;
   layer_dir(st, l, dir);
   qs_st_writer_free(run->writer);
   run->writer = NULL;
@@ -479,43 +549,43 @@ static qs_status save(struct qs_qstate *st, struct qs_qrun *run) {
   char path[4096];
   double t0 = qs_time_now();
   ok = !needs_x(run, c) || write_x(st, run, c) == QS_OK;
-  QS_TRY(qs_comm_allreduce_and(run->world, &ok)); // every rank's file is in place (or one failed)
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok)); // every rank's file is in place (or one failed)
   if (!ok) QS_FAIL(QS_ERR_IO, "%s: state not saved: a rank could not write its activations (see above)", st->dir);
-  if (rank == 0) {
-    char *sf = state_file(st->partial);
+  if (qs_comm_rank(run->data) == 0) { // the stage leader: the stage's state file
+    char *sf = stage_state_file(st->partial, run->grid);
     while (nr < run->n_reports && run->reports[nr].layer < c) nr++;
     mine = sf ? qs_qstate_h5_write_state(sf, c, run->m->cfg.n_layers, P, st->fp, run->reports, nr) : QS_ERR_OOM;
     free(sf);
   }
-  QS_TRY(agree(run->world, mine));
+  QS_TRY(agree(run->data, mine));
   if (needs_x(run, st->saved) && st->saved != c) { // no state names the previous files any more
     x_file(st, st->saved, rank, P, path);
     if (unlink(path) != 0 && errno != ENOENT) qs_log(QS_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
   }
   st->saved = c;
   st->last_save = qs_time_now();
-  json_t *j = json_pack("{s:i, s:i, s:f}", "layers_done", c, "layers_total", run->m->cfg.n_layers, "seconds",
-                        st->last_save - t0);
-  qs_progress_note(run, "state_saved", j, "  state: %d/%d layers saved in %s (%.2f s)", c, run->m->cfg.n_layers,
-                   st->dir, st->last_save - t0);
+  int l0 = run->grid->l0, nl = run->grid->l1 - l0;
+  json_t *j = json_pack("{s:i, s:i, s:f}", "layers_done", c - l0, "layers_total", nl, "seconds", st->last_save - t0);
+  qs_progress_stage_note(run, "state_saved", j, "  state: %d/%d layers saved in %s (%.2f s)", c - l0, nl, st->dir,
+                         st->last_save - t0);
 fail:
   return status;
 }
 
 qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l) {
   qs_status status = QS_OK, mine = QS_OK;
-  int rank = qs_comm_rank(run->world), L = run->m->cfg.n_layers, msg[2] = {0, 0};
-  if (rank == 0) {
+  int leader = qs_comm_rank(run->data) == 0, msg[2] = {0, 0};
+  if (leader) {
     mine = qs_st_writer_finish(run->writer);
     qs_st_writer_free(run->writer);
     run->writer = NULL;
   }
   st->completed = l + 1;
-  // rank 0 decides for everyone: the ranks' clocks need not agree on when the interval has passed
+  // the stage leader decides for its ranks: the ranks' clocks need not agree on when the interval has passed
   msg[0] = (int)mine;
-  msg[1] = st->completed == L || run->a->state_interval <= 0 ||
+  msg[1] = st->completed == run->grid->l1 || run->a->state_interval <= 0 ||
            qs_time_now() - st->last_save >= (double)run->a->state_interval;
-  QS_TRY(qs_comm_bcast(run->world, msg, sizeof(msg), 0));
+  QS_TRY(qs_comm_bcast(run->data, msg, sizeof(msg), 0));
   if (msg[0] != QS_OK) { status = (qs_status)msg[0]; goto fail; }
   if (msg[1]) QS_TRY(save(st, run));
 fail:

@@ -25,6 +25,11 @@
 // in place; rank 0 writes state.h5 (temporary name, fsync, rename); all ranks learn it committed
 // and remove their x file of the previous save. The x files carry C in their name, so the old
 // state's files stay intact until the new state.h5 names the new ones.
+// Stages (--stages S > 1, stages.h): each stage saves and restores its own state with the protocol
+// above among its ranks, its leader (data rank 0) in the place of rank 0: the layer files of its
+// layers, its state file state-stage<s>-of-<S>.h5 (completed = the stage's first layer l0 + layers
+// done; l0 alone: only its boundary activations, saved right after the boundary pass), and x files
+// named by world rank. The fingerprint holds S, so a state is resumed only by the same grid.
 #ifndef QS_QSTATE_H
 #define QS_QSTATE_H
 
@@ -39,6 +44,7 @@ struct qs_qstate {
   char *dir;          // OUT.partial/.state
   char *fp;           // fingerprint of this run (compact JSON text, sorted keys)
   int completed;      // layers whose results are in the layer files; the layer loop starts here
+                      // (with stages: this stage's layers [l0, completed) are done)
   int saved;          // completed count that state.h5 records (0: none)
   double last_save;   // qs_time_now() of the last save (or of the start)
   size_t n_layer_files;
@@ -55,11 +61,22 @@ void qs_qstate_abort_dir(const char *partial);
 // --resume and a saved state, its check (a mismatch is an error saying what differs), then every
 // rank's activations, the reports and (rank 0) the replaced-tensor list of the completed layers.
 qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run);
-// Rank 0: run->writer receives layer l's packed tensors (qs_gptq_ckpt_add_module).
+// The stage leader (data rank 0): run->writer receives layer l's packed tensors (qs_gptq_ckpt_add_module).
 qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l);
-// Collective: layer l's file written; the state saved when --state-interval has passed since the
+// Collective over the stage: layer l's file written; the state saved when --state-interval has passed since the
 // last save (0: every layer), and after the last layer.
 qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l);
+// Collective over the stage, S > 1, once the boundary activations are in the engine: saved as the
+// stage's state (completed = l0) when saves come after every layer (--state-interval 0).
+qs_status qs_qstate_save_boundary(struct qs_qstate *st, struct qs_qrun *run);
+// The tensors of the input that layers [from, to) replaced, from their layer files, marked for
+// qs_gptq_ckpt_add_rest to skip (X.weight for every X.qweight, X.bias for every X.bias); also proves
+// that those files are there and readable.
+qs_status qs_qstate_mark_replaced(struct qs_qstate *st, struct qs_qrun *run, int from, int to);
+// --tp writer ranks (others: no-op): every module of layers [from, to) handed to qs_trtllm_add_module
+// again from the layer files (the same packed tensors as emitted, in report order); run->reports must
+// hold those layers' reports.
+qs_status qs_qstate_replay_tp(struct qs_qstate *st, struct qs_qrun *run, int from, int to);
 // Rank 0: run->writer becomes the checkpoint writer of `dir`, holding every layer's packed tensors
 // (borrowed from the layer files, in the order the layers emitted them).
 qs_status qs_qstate_assemble(struct qs_qstate *st, struct qs_qrun *run, const char *dir);

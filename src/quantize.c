@@ -6,6 +6,8 @@
 // linear group (q/k/v, o, gate/up, down) — just before the group is applied — form the Hessian of
 // its input over all samples, quantize the group's modules, and apply the quantized weights. The
 // layer's outputs, computed with its quantized modules, are the inputs of layer l+1.
+// With --stages S > 1 (stages.h) every stage runs this loop on its own layers at once, from the
+// full-precision activations at its first layer, and rank 0 assembles the stages' layer files.
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "progress.h"
 #include "qstate.h"
 #include "quantize.h"
+#include "stages.h"
 #include "trtllm.h"
 
 static void usage(FILE *out) {
@@ -51,11 +54,17 @@ static void usage(FILE *out) {
           "  --force                replace an existing --out; without --resume, discard OUT.partial/\n"
           "  --resume               continue an interrupted run from OUT.partial/ (same model, data, options\n"
           "                         and rank count, else refused); starts from scratch when there is none\n"
-          "  --state-interval S     seconds between saves of the resume state (default 0: after every layer;\n"
-          "                         the saved activations are large on big models)\n"
+          "  --state-interval S     seconds between saves of the resume state (0: after every layer; default 0\n"
+          "                         on the CPU, 600 on GPUs, where a layer takes seconds and the saved\n"
+          "                         activations are GBs per rank)\n"
           "  --metrics-file FILE    Prometheus text file (node-exporter textfile collector) rewritten after\n"
           "                         every layer: layers done/total, seconds per layer, ETA, peak memory\n"
           "  --log-json             progress lines as JSON objects, one per line\n"
+          "  --stages S             S pipeline stages x P/S data ranks (default 1: exact GPTQ): world ranks\n"
+          "                         [s*P/S, (s+1)*P/S) quantize a contiguous layer range (balanced by parameter\n"
+          "                         count) from the full-precision activations at its first layer, all stages\n"
+          "                         at once; only the stage boundaries differ from S = 1 (CPU engine; OUT must\n"
+          "                         be on a filesystem every stage sees)\n"
           "Writes OUT/ (in OUT.partial/ until complete, with the resume state in OUT.partial/.state/):\n"
           "model*.safetensors, config.json with quantization_config, quantize_config.json, tokenizer files,\n"
           "quant_report.json.\n");
@@ -65,6 +74,7 @@ enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN,
        OPT_PREC, OPT_FPREC, OPT_TP };
 
 enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON }; // resume and progress (qstate.h, progress.h)
+enum { OPT_STAGES = 768 };                                            // the stage x data grid (stages.h)
 
 static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
   char *end = NULL;
@@ -87,11 +97,12 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
       {"format", 1, 0, 'f'}, {"max-shard-size", 1, 0, OPT_SHARD}, {"eval", 1, 0, 'e'},
       {"eval-seqlen", 1, 0, OPT_EVAL_SEQ}, {"eval-windows", 1, 0, OPT_EVAL_WIN}, {"force", 0, 0, 'F'},
       {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"metrics-file", 1, 0, OPT_METRICS},
-      {"log-json", 0, 0, OPT_LOG_JSON},
+      {"log-json", 0, 0, OPT_LOG_JSON}, {"stages", 1, 0, OPT_STAGES},
       {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
       {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   long long v = 0;
-  *a = (struct qs_qargs){.q = qs_quant_opts_default(), .samples = 128, .max_shard_mb = 4096};
+  *a = (struct qs_qargs){.q = qs_quant_opts_default(), .samples = 128, .max_shard_mb = 4096, .stages = 1,
+                         .state_interval = -1};
   optind = 1;
   opterr = 0;
   int c;
@@ -156,6 +167,7 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
     case 's': if (parse_num("--seed", optarg, 0, (1ll << 62), &v)) return -1; a->seed = (unsigned long long)v; break;
     case OPT_SHARD: if (parse_num("--max-shard-size", optarg, 1, 1 << 30, &v)) return -1; a->max_shard_mb = v; break;
     case OPT_TP: if (parse_num("--tp", optarg, 1, 4096, &v)) return -1; a->tp = (int)v; break;
+    case OPT_STAGES: if (parse_num("--stages", optarg, 1, 1 << 20, &v)) return -1; a->stages = (int)v; break;
     case OPT_EVAL_SEQ: if (parse_num("--eval-seqlen", optarg, 2, 1 << 22, &v)) return -1; a->eval_seqlen = (int)v; break;
     case OPT_EVAL_WIN: if (parse_num("--eval-windows", optarg, 1, 1ll << 40, &v)) return -1; a->eval_windows = v; break;
     default:
@@ -176,14 +188,14 @@ static int parse_args(int argc, char **argv, struct qs_qargs *a) {
   return 0;
 }
 
-// Every layer not yet done (all, unless --resume restored some) through the engine, in order; each
-// completed layer's packed tensors go to its file in the state directory (qstate.h).
+// Every layer of this rank's stage (all layers when S = 1) not yet done (all, unless --resume restored
+// some) through the engine, in order; each completed layer's packed tensors go to its file in the
+// state directory (qstate.h).
 static qs_status quantize_layers(struct qs_qrun *run) {
   qs_status status = QS_OK;
   struct qs_progress p;
-  int n_layers = run->m->cfg.n_layers;
   QS_TRY(qs_progress_init(&p, run, run->state->completed));
-  for (int l = run->state->completed; l < n_layers; l++) {
+  for (int l = run->state->completed; l < run->grid->l1; l++) {
     double t0 = qs_time_now();
     int first = run->n_reports;
     run->layer = l;
@@ -285,9 +297,11 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
   QS_TRY(start_engine(run, a->calib ? &cal : NULL));
   if (a->tp) QS_TRY(qs_trtllm_init(run, tmp));
   QS_TRY(qs_qstate_init(run->state, run)); // --resume: the completed layers restored
+  QS_TRY(qs_stages_boundary(run, a->calib ? &cal : NULL)); // S > 1: each stage's FP input activations
   QS_TRY(quantize_layers(run));
   run->engine->free(run->engine); // its device memory is the evaluation's
   run->engine = NULL;
+  QS_TRY(qs_stages_join(run)); // S > 1: every stage done; every module's report on every rank
   double seconds = qs_time_now() - t0;
   qs_progress_note(run, "quantized", json_pack("{s:i, s:f}", "layers", run->m->cfg.n_layers, "seconds", seconds),
                    "quantized %d layers in %.2f s", run->m->cfg.n_layers, seconds);
@@ -320,14 +334,19 @@ int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv) {
   struct qs_qargs a;
   struct qs_model m = {0};
   struct qs_qstate state = {0};
-  struct qs_qrun run = {.world = world, .a = &a, .m = &m, .state = &state};
+  struct qs_stages grid = {0};
+  struct qs_qrun run = {.world = world, .data = world, .a = &a, .m = &m, .state = &state, .grid = &grid};
   char *tmp = NULL;
   int pr = parse_args(argc, argv, &a), ok = 1, rc = 1;
   if (pr != 0) return pr > 0 ? 0 : 2;
   if (a.log_json) qs_log_set_json(1); // every log line of the run a JSON object (progress.h)
   if (qs_device_resolve(world, &a.device) != QS_OK) return 1;
+  if (a.state_interval < 0) a.state_interval = a.device == QS_DEVICE_KIND_CUDA ? 600 : 0;
   if (qs_model_open(&m, a.model) != QS_OK) return 1;
+  if (qs_stages_check(world, &a, &m) != QS_OK) goto done;          // before any work or output
   if (a.tp && qs_trtllm_check(world, &a, &m) != QS_OK) goto done; // before any work or output
+  if (qs_stages_init(&grid, world, a.stages, &m) != QS_OK) goto done;
+  run.data = grid.data;
   if (qs_comm_rank(world) == 0) ok = qs_qstate_begin_dir(a.out, a.force, a.resume, &tmp) == QS_OK; // OUT.partial
   if (qs_comm_allreduce_and(world, &ok) != QS_OK || !ok) goto done;
   if (quantize_run(&run, tmp) != QS_OK) {
@@ -342,6 +361,7 @@ int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv) {
   if (qs_comm_allreduce_and(world, &ok) == QS_OK && ok) rc = 0;
 done:
   qrun_free(&run);
+  qs_stages_free(&grid);
   qs_model_close(&m);
   free(tmp);
   return rc;

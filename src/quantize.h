@@ -28,7 +28,8 @@ struct qs_qargs {
   int precision_f32;     // cuda: 1 = all-fp32 path (forward GEMMs, attention, Hessian inputs), else bf16
   int factor_f64;        // cuda: inverse-Hessian factor in fp64
   int resume;            // --resume: continue from OUT.partial/ (qstate.h)
-  long long state_interval; // --state-interval: seconds between state saves (0 = after every layer)
+  long long state_interval; // --state-interval: seconds between state saves (0 = after every layer;
+                            // -1 until the device is known: 0 on the CPU, 600 on GPUs)
   const char *metrics_file; // --metrics-file: Prometheus text file rewritten after every layer (progress.h)
   int log_json;          // --log-json: rank 0's progress lines as JSON objects
   int stages;            // --stages S: S stages x P/S data ranks (stages.h; default 1 = exact GPTQ)

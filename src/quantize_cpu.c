@@ -1,7 +1,8 @@
 // quantize_cpu.c — the CPU layer engine of `qshard quantize` (quantize.h): the residual stream of
 // this rank's calibration samples in host memory, one fp32 forward per layer with the GPTQ group
-// hook (quantize_layer.c). Samples are split contiguously over the ranks; every step is exact
-// under MPI (see quantize_layer.c), so the checkpoint does not depend on the rank count.
+// hook (quantize_layer.c). Samples are split contiguously over the ranks of this rank's stage
+// (run->data, stages.h); every step is exact under MPI (see quantize_layer.c), so the checkpoint
+// does not depend on the rank count.
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,15 +62,16 @@ static void cpu_free(struct qs_qengine *e) {
 qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out) {
   qs_status status = QS_OK;
   struct cpu_engine *c = NULL;
-  int P = qs_comm_size(run->world), hidden = run->m->cfg.hidden;
+  int P = qs_comm_size(run->data), hidden = run->m->cfg.hidden;
   QS_ALLOC(c, 1);
   c->base = (struct qs_qengine){.name = "cpu", .layer = cpu_layer, .get_x = cpu_get_x, .set_x = cpu_set_x,
                                 .device_peak = cpu_device_peak, .free = cpu_free};
   if (cal) {
-    if (cal->n < P) QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d ranks: need at least one per rank", cal->n, P);
+    if (cal->n < P)
+      QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d (data) ranks: need at least one per rank", cal->n, P);
     run->n_samples = cal->n;
     run->T = cal->seqlen;
-    qs_comm_split_range(cal->n, P, qs_comm_rank(run->world), &run->s0, &run->s1);
+    qs_comm_split_range(cal->n, P, qs_comm_rank(run->data), &run->s0, &run->s1);
     long long B = run->s1 - run->s0;
     QS_ALLOC(c->x, (size_t)B * (size_t)cal->seqlen * (size_t)hidden);
     for (long long b = 0; b < B; b++)

@@ -98,7 +98,7 @@ fail:
 // leaf order of quantize_cuda.h, finalized (scaled, both triangles) and identical on every rank.
 static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, int K, float **H) {
   qs_status status = QS_OK;
-  int rank = qs_comm_rank(run->world), P = qs_comm_size(run->world);
+  int rank = qs_comm_rank(run->data), P = qs_comm_size(run->data);
   long long n_own = e->leaf1 - e->leaf0;
   size_t bytes = (size_t)K * K * sizeof(float);
   float *acc = NULL, **own = NULL;
@@ -259,13 +259,13 @@ static void cuda_free(struct qs_qengine *base) {
 // This rank's leaves and samples (quantize_cuda.h); more ranks than leaves is an error.
 static qs_status plan_samples(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_calib *cal) {
   qs_status status = QS_OK;
-  int P = qs_comm_size(run->world);
+  int P = qs_comm_size(run->data);
   e->n_leaves = QS_MIN((long long)QS_HESSIAN_LEAVES, (long long)cal->n);
   if (P > e->n_leaves)
     QS_FAIL(QS_ERR_ARG, "--device cuda: %d data ranks but the calibration set is summed in %lld fixed Hessian "
             "leaves (min(%d, samples)); use at most %lld ranks per stage", P, e->n_leaves, QS_HESSIAN_LEAVES,
             e->n_leaves);
-  qs_comm_split_range(e->n_leaves, P, qs_comm_rank(run->world), &e->leaf0, &e->leaf1);
+  qs_comm_split_range(e->n_leaves, P, qs_comm_rank(run->data), &e->leaf0, &e->leaf1);
   long long b0, b1, dummy;
   qs_comm_split_range(cal->n, (int)e->n_leaves, (int)e->leaf0, &b0, &dummy);
   qs_comm_split_range(cal->n, (int)e->n_leaves, (int)e->leaf1 - 1, &dummy, &b1);
@@ -328,7 +328,7 @@ qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, 
   e->base = (struct qs_qengine){.name = "cuda", .layer = cuda_layer, .get_x = cuda_get_x, .set_x = cuda_set_x,
                                 .device_peak = cuda_device_peak, .free = cuda_free};
   QS_TRY(qs_dctx_init(&e->ctx, run->m, a->precision_f32 ? QS_DTYPE_F32 : QS_DTYPE_BF16));
-  QS_TRY(qs_dcomm_init(run->world, &e->dcomm));
+  QS_TRY(qs_dcomm_init(run->data, &e->dcomm));
   qs_log0("cuda engine: %s activations, %s factor, device collectives: %s", a->precision_f32 ? "fp32" : "bf16",
           a->factor_f64 ? "fp64" : "fp32", qs_dcomm_backend(e->dcomm));
   if (cal) {

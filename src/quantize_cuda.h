@@ -1,6 +1,7 @@
 // quantize_cuda.h — internals of the cuda engine of `qshard quantize` (quantize_cuda.c: samples,
 // layer phases, Hessians; quantize_module_cuda.c: one module's GPTQ/RTN, gather, packing).
 //
+// All collectives run over run->data, the ranks of this stage (stages.h; the world when S = 1).
 // Exactness for any rank count (the house rule, as the CPU engine):
 //  - Samples: the calibration set is cut into V = min(QS_HESSIAN_LEAVES (16), n) fixed "leaves" of
 //    contiguous samples (split_range(n, V, v)); rank r owns leaves split_range(V, P, r). Every GEMM

@@ -5,6 +5,7 @@
 
 #include "comm.h"
 #include "quantize.h"
+#include "stages.h"
 #include "trtllm.h"
 
 const char *const qs_group_modules[QS_GROUP_COUNT][3] = {
@@ -21,9 +22,13 @@ void qs_qreport_init(struct qs_qreport *rep, const struct qs_qrun *run, const ch
   snprintf(rep->name, sizeof(rep->name), "model.layers.%d.%s", run->layer, module);
 }
 
-// Rank 0 writes the GPTQ checkpoint; with --tp, ranks 0..T-1 also write TensorRT-LLM shards.
+// The stage leader writes its layers' files (qstate.h), from which world rank 0 assembles the GPTQ
+// checkpoint; with --tp and one stage, ranks 0..T-1 also write TensorRT-LLM shards as modules come
+// (with stages they read every module back from the layer files once all stages are done).
+static int live_tp(const struct qs_qrun *run) { return run->a->tp && run->grid->S == 1; }
+
 int qs_quantize_wants_packed(const struct qs_qrun *run) {
-  return qs_comm_rank(run->world) == 0 || qs_trtllm_is_writer(run);
+  return qs_comm_rank(run->data) == 0 || (live_tp(run) && qs_trtllm_is_writer(run));
 }
 
 static qs_status report_push(struct qs_qrun *run, const struct qs_qreport *r) {
@@ -42,8 +47,8 @@ fail:
 
 qs_status qs_quantize_emit(struct qs_qrun *run, const struct qs_qreport *rep, const struct qs_qpacked *p) {
   qs_status status = QS_OK;
-  if (p && qs_comm_rank(run->world) == 0) QS_TRY(qs_gptq_ckpt_add_module(run, rep->name, p));
-  if (run->a->tp) QS_TRY(qs_trtllm_add_module(run, rep->name, p));
+  if (p && qs_comm_rank(run->data) == 0) QS_TRY(qs_gptq_ckpt_add_module(run, rep->name, p));
+  if (live_tp(run)) QS_TRY(qs_trtllm_add_module(run, rep->name, p));
   QS_TRY(report_push(run, rep));
 fail:
   return status;

@@ -4,7 +4,8 @@
 // Exactness under MPI: the Hessian is a fixed tree sum over samples (qs_comm_treesum_f32), so every
 // rank holds the same bits for any rank count; the factor is computed from it identically on every
 // rank; a row's quantization does not depend on which rank does it (quant.h); the rows are then
-// all-gathered. Hence the checkpoint is byte-identical for -np 1, 2, 4.
+// all-gathered. Hence the checkpoint is byte-identical for -np 1, 2, 4. "Ranks" are those of this
+// rank's stage (run->data, stages.h): the world when there is one stage.
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -136,7 +137,7 @@ static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep 
   double t0 = qs_time_now();
   qs_qreport_init(&rep, run, module, lin->n_out, lin->n_in);
   QS_TRY(qs_quant_opts_check(o, lin->n_in, rep.name));
-  QS_TRY(qmod_init(&q, run->world, lin, o->group_size));
+  QS_TRY(qmod_init(&q, run->data, lin, o->group_size));
   int64_t nr = q.r1 - q.r0;
   float *Wr = lin->w + q.r0 * q.K;
   if (prep) QS_TRY(qs_gptq_quantize_rows(prep, Wr, nr, q.r0, q.codes + q.r0 * q.K, q.scales + q.r0 * q.G,
@@ -144,7 +145,7 @@ static qs_status quantize_module(struct qs_qrun *run, const struct qs_gptq_prep 
   else QS_TRY(qs_rtn_quantize_rows(Wr, nr, q.K, o, q.codes + q.r0 * q.K, q.scales + q.r0 * q.G,
                                    q.zeros + q.r0 * q.G));
   if (H) QS_TRY(row_output_error(q.W0, Wr, H, nr, q.K, q.num + q.r0, q.den + q.r0));
-  QS_TRY(qmod_gather(&q, run->world, lin));
+  QS_TRY(qmod_gather(&q, run->data, lin));
   QS_ALLOC(g_idx, q.K);
   if (prep) qs_gptq_g_idx(prep, g_idx);
   else qs_quant_g_idx_plain(q.K, o->group_size, g_idx);
@@ -184,13 +185,14 @@ qs_status qs_quantize_group(void *ctx, enum qs_group g, struct qs_layer *L, cons
   run->X = X;
   run->K = K;
   QS_ALLOC(H, (size_t)K * (size_t)K);
-  QS_TRY(qs_comm_treesum_f32(run->world, run->n_samples, (size_t)K * (size_t)K, hessian_leaf, run, H));
+  QS_TRY(qs_comm_treesum_f32(run->data, run->n_samples, (size_t)K * (size_t)K, hessian_leaf, run, H));
   QS_TRY(qs_gptq_hessian_finalize(H, K, run->n_samples));
   if (run->a->method == QS_QMETHOD_GPTQ) {
     QS_TRY(qs_gptq_prep_init(&prep, H, K, &run->a->q, name));
     have_prep = 1;
-    if (prep.damp_raises) qs_log0("  %s: Cholesky failed at damp %g, succeeded at damp %g", name,
-                                  (double)run->a->q.damp, (double)prep.damp_used);
+    if (prep.damp_raises && qs_comm_rank(run->data) == 0) // each stage's leader: its own layers
+      qs_log(QS_LOG_INFO, "  %s: Cholesky failed at damp %g, succeeded at damp %g", name, (double)run->a->q.damp,
+             (double)prep.damp_used);
   }
   for (int i = 0; i < n; i++)
     QS_TRY(quantize_module(run, have_prep ? &prep : NULL, H, lins[i], qs_group_modules[g][i]));

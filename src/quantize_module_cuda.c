@@ -88,7 +88,7 @@ fail:
 // In-place all-gather of a [N, row_bytes] device array whose rows [r0, r1) of each rank are filled.
 static qs_status gather_rows(struct qs_cuda_engine *e, struct qs_qrun *run, void *buf, int64_t N, size_t row_bytes) {
   qs_status status = QS_OK;
-  int P = qs_comm_size(run->world);
+  int P = qs_comm_size(run->data);
   size_t *counts = NULL;
   QS_ALLOC(counts, P);
   for (int r = 0; r < P; r++) {
@@ -224,7 +224,7 @@ qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run,
   memset(&d, 0, sizeof(d));
   qs_qreport_init(&rep, run, k_modules[i], (int)N, (int)K);
   QS_TRY(qs_quant_opts_check(o, K, rep.name));
-  QS_TRY(dmod_init(&d, N, K, G, qs_comm_size(run->world), qs_comm_rank(run->world)));
+  QS_TRY(dmod_init(&d, N, K, G, qs_comm_size(run->data), qs_comm_rank(run->data)));
   QS_TRY(solve_rows(e, &d, i, prep, H));
   QS_TRY(qs_cuda_phase(e, QS_PH_SOLVE));
   QS_TRY(dmod_gather(e, run, &d, i));
