@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "qs_test.h"
 #include "ops.h"
 
 static uint64_t g_rng = 0x853C49E6748FEA9Bull;
@@ -122,15 +123,15 @@ fail:
 
 int main(int argc, char **argv) {
   const int smoke = argc > 1 && !strcmp(argv[1], "--smoke");
-  const char *data = getenv("QS_DATA_DIR");
+  const char *data = qs_test_data_dir(); // NULL when unset or absent
   const int reps = smoke ? 1 : 3;
   printf("bench_forward: float32 CPU forward, OpenBLAS %d thread(s)%s\n", openblas_get_num_threads(),
          smoke ? " [smoke sizes]" : "");
   double peak = sgemm_peak_gflops(smoke ? 256 : 2048, reps);
   printf("sgemm peak (%d^3, NoTrans x Trans): %.2f GFLOP/s\n", smoke ? 256 : 2048, peak);
   int rc = 0;
-  if (data && *data) rc |= bench_stories(data, smoke ? 32 : 512, smoke ? 1 : 10, peak);
-  else printf("stories260K: skipped (QS_DATA_DIR unset)\n");
+  if (data) rc |= bench_stories(data, smoke ? 32 : 512, smoke ? 1 : 10, peak);
+  else printf("stories260K: skipped (shared data not found: QS_DATA_DIR unset or absent)\n");
   struct qs_config c = {.arch = QS_ARCH_LLAMA, .hidden = 4096, .intermediate = 14336, .n_layers = 1,
                         .n_heads = 32, .n_kv_heads = 8, .head_dim = 128, .vocab = 128256, .max_pos = 8192,
                         .rms_eps = 1e-5f, .rope_theta = 500000.0};

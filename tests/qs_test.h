@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 static int qs_test_failures = 0;
@@ -60,7 +61,9 @@ static inline int qs_test_finish(const char *name) {
 // Path of ../shared/data as seen from the repo root (QS_DATA_DIR env overrides); NULL if absent.
 static inline const char *qs_test_data_dir(void) {
   const char *d = getenv("QS_DATA_DIR");
-  return (d && *d) ? d : NULL;
+  struct stat st;
+  if (!d || !*d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) return NULL; // absent: tests skip that part
+  return d;
 }
 
 #endif

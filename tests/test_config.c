@@ -15,7 +15,7 @@
 static void test_real_configs(void) {
   const char *data = qs_test_data_dir();
   if (!data) {
-    printf("note: QS_DATA_DIR unset, real configs not checked\n");
+    printf("note: shared data not found (QS_DATA_DIR unset or absent), real configs not checked\n");
     return;
   }
   char path[4096];

@@ -285,7 +285,7 @@ static void test_loading(void) {
 static void test_stories260k(void) {
   const char *data = qs_test_data_dir();
   if (!data) {
-    printf("note: QS_DATA_DIR unset, stories260K not checked\n");
+    printf("note: shared data not found (QS_DATA_DIR unset or absent), stories260K not checked\n");
     return;
   }
   // greedy_ids.json prefix (transformers, float32), first 24 ids
