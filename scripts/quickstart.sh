@@ -3,6 +3,8 @@
 # installs what is missing, builds build/qshard, makes a seeded synthetic Llama-3-shaped model
 # (`tiny`) with a seeded token stream, quantizes it with GPTQ 4-bit g128 act-order under
 # mpirun -np 2, and evaluates the FP and the quantized model. Outputs in $QS_WORK (build/quickstart).
+# Runs on the CPU (QS_DEVICE=cpu: two ranks cannot share one GPU through NCCL); on a machine with
+# GPUs, QS_DEVICE=cuda QS_NP=<number of GPUs> bash scripts/quickstart.sh runs the same job there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/deps.sh
@@ -14,7 +16,8 @@ W=${QS_WORK:-build/quickstart}
 rm -rf "$W"
 mkdir -p "$W"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-mpi=(mpirun --oversubscribe -np 2)
+export QS_DEVICE=${QS_DEVICE:-cpu}
+mpi=(mpirun --oversubscribe -np "${QS_NP:-2}")
 set -x
 build/qshard synth --config tiny --seed 1 --tokens 100000 --out "$W/tiny"
 "${mpi[@]}" build/qshard eval --model "$W/tiny" --data "$W/tiny/tokens.h5" --seqlen 512 --eval-windows 16
