@@ -12,6 +12,7 @@
 #include <cuda_runtime_api.h>
 
 #include "dtype.h"
+#include "ops.h"
 #include "qs_test.h"
 
 static double test_uniform(double lo, double hi) { // splitmix64 -> [lo, hi)
@@ -72,6 +73,41 @@ static cudaError_t test_dev(void **d, const void *h, size_t bytes, int poison) {
   cudaError_t e = cudaMalloc(d, bytes);
   if (e != cudaSuccess) return e;
   return h ? cudaMemcpy(*d, h, bytes, cudaMemcpyHostToDevice) : cudaMemset(*d, poison, bytes);
+}
+
+
+// ---- attention references (both attention tests) ----------------------------------------------
+// A per query row: scale * |q_t,h| * max_j |k_j,kvh| >= scale * sum_d |q_d k_jd| (Cauchy-Schwarz).
+static void test_attention_amax(const float *q, const float *k, float *amax, int B, int T, int H, int Hkv, int D) {
+  const double scale = 1.0 / sqrt((double)D);
+  for (int b = 0; b < B; b++)
+    for (int hk = 0; hk < Hkv; hk++) {
+      double kmax = 0;
+      for (int t = 0; t < T; t++) {
+        const float *kr = k + (((size_t)b * T + t) * Hkv + hk) * D;
+        double s = 0;
+        for (int d = 0; d < D; d++) s += (double)kr[d] * kr[d];
+        kmax = sqrt(s) > kmax ? sqrt(s) : kmax;
+      }
+      for (int t = 0; t < T; t++)
+        for (int h = hk * (H / Hkv); h < (hk + 1) * (H / Hkv); h++) {
+          const float *qr = q + (((size_t)b * T + t) * H + h) * D;
+          double s = 0;
+          for (int d = 0; d < D; d++) s += (double)qr[d] * qr[d];
+          amax[((size_t)b * T + t) * H + h] = (float)(scale * sqrt(s) * kmax);
+        }
+    }
+}
+
+// Reference out and W (attention over |v|) for each sequence of the batch.
+static void test_attention_ref(const float *q, const float *k, const float *v, float *vabs, float *ref, float *w,
+                               float *scratch, int B, int T, int H, int Hkv, int D) {
+  const size_t qs = (size_t)T * H * D, kvs = (size_t)T * Hkv * D;
+  for (size_t i = 0; i < (size_t)B * kvs; i++) vabs[i] = fabsf(v[i]);
+  for (int b = 0; b < B; b++) {
+    qs_attention_ref(q + b * qs, k + b * kvs, v + b * kvs, ref + b * qs, T, H, Hkv, D, scratch);
+    qs_attention_ref(q + b * qs, k + b * kvs, vabs + b * kvs, w + b * qs, T, H, Hkv, D, scratch);
+  }
 }
 
 #endif
