@@ -392,8 +392,9 @@ fail:
   return status;
 }
 
-// Every rank: the residual stream after `completed` layers, from its x file into the engine.
-static qs_status restore_x(struct qs_qstate *st, struct qs_qrun *run, int completed) {
+// Every rank: its residual stream after `completed` layers between the engine and its x file
+// (write: engine -> file; else file -> engine).
+static qs_status x_transfer(struct qs_qstate *st, struct qs_qrun *run, int completed, int write) {
   qs_status status = QS_OK;
   int rank = qs_comm_rank(run->world), P = qs_comm_size(run->world);
   struct qs_qstate_x id = {.completed = completed, .rank = rank, .ranks = P, .s0 = run->s0, .s1 = run->s1,
@@ -402,8 +403,13 @@ static qs_status restore_x(struct qs_qstate *st, struct qs_qrun *run, int comple
   float *x = NULL;
   x_file(st, completed, rank, P, path);
   QS_ALLOC(x, (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)id.hidden);
-  QS_TRY(qs_qstate_h5_read_x(path, &id, x));
-  QS_TRY(run->engine->set_x(run->engine, run, x));
+  if (write) {
+    QS_TRY(run->engine->get_x(run->engine, run, x));
+    QS_TRY(qs_qstate_h5_write_x(path, &id, x));
+  } else {
+    QS_TRY(qs_qstate_h5_read_x(path, &id, x));
+    QS_TRY(run->engine->set_x(run->engine, run, x));
+  }
 fail:
   free(x);
   return status;
@@ -424,7 +430,7 @@ static qs_status load(struct qs_qstate *st, struct qs_qrun *run) {
   run->reports = r;
   run->n_reports = run->cap_reports = c[1];
   r = NULL;
-  ok = !needs_x(run, c[0]) || restore_x(st, run, c[0]) == QS_OK;
+  ok = !needs_x(run, c[0]) || x_transfer(st, run, c[0], 0) == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->data, &ok));
   if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: the saved activations could not be restored on every rank (see above); "
                    "use --force to start over", st->partial);
@@ -526,29 +532,13 @@ fail:
   return status;
 }
 
-static qs_status write_x(struct qs_qstate *st, struct qs_qrun *run, int completed) {
-  qs_status status = QS_OK;
-  int rank = qs_comm_rank(run->world), P = qs_comm_size(run->world);
-  struct qs_qstate_x id = {.completed = completed, .rank = rank, .ranks = P, .s0 = run->s0, .s1 = run->s1,
-                           .T = run->T, .hidden = run->m->cfg.hidden, .fp = st->fp};
-  char path[4096];
-  float *x = NULL;
-  x_file(st, completed, rank, P, path);
-  QS_ALLOC(x, (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)id.hidden);
-  QS_TRY(run->engine->get_x(run->engine, run, x));
-  QS_TRY(qs_qstate_h5_write_x(path, &id, x));
-fail:
-  free(x);
-  return status;
-}
-
 // Collective: the protocol of qstate.h for st->completed layers.
 static qs_status save(struct qs_qstate *st, struct qs_qrun *run) {
   qs_status status = QS_OK, mine = QS_OK;
   int c = st->completed, rank = qs_comm_rank(run->world), P = qs_comm_size(run->world), nr = 0, ok;
   char path[4096];
   double t0 = qs_time_now();
-  ok = !needs_x(run, c) || write_x(st, run, c) == QS_OK;
+  ok = !needs_x(run, c) || x_transfer(st, run, c, 1) == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->data, &ok)); // every rank's file is in place (or one failed)
   if (!ok) QS_FAIL(QS_ERR_IO, "%s: state not saved: a rank could not write its activations (see above)", st->dir);
   if (qs_comm_rank(run->data) == 0) { // the stage leader: the stage's state file

@@ -114,6 +114,10 @@ int qs_quantize_wants_packed(const struct qs_qrun *run);
 // packable module to the layer file / TensorRT-LLM writer(s) (p NULL when the shape cannot be
 // packed: written as stored) and records its report line.
 qs_status qs_quantize_emit(struct qs_qrun *run, const struct qs_qreport *rep, const struct qs_qpacked *p);
+// An option that cannot work with this model or layout, refused before any work: rank 0 prints
+// "qshard quantize: OPT VALUE: <message>"; every rank returns QS_ERR_ARG.
+qs_status qs_quantize_refuse(struct qs_comm *world, const char *opt, int value, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 // Report line of a module: name from (layer, module), sizes.
 void qs_qreport_init(struct qs_qreport *rep, const struct qs_qrun *run, const char *module, int n, int k);
 // Modules of each linear group, in true-sequential order (q/k/v, o, gate/up, down).

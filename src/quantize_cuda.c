@@ -185,7 +185,6 @@ static void log_phases(struct qs_cuda_engine *e, int l) {
   for (int p = 0; p < QS_PH_COUNT; p++) {
     n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s %.3f", p ? ", " : "", k_phase_names[p], e->ph[p]);
     sum += e->ph[p];
-    e->ph_total[p] += e->ph[p];
   }
   qs_log0("layer %d phases (s, rank 0): %s; sum %.3f; peak device memory %.2f GiB", l, line, sum,
           (double)e->ctx.peak / (1 << 30));

@@ -46,7 +46,6 @@ struct qs_cuda_engine {
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;
-  double ph_total[QS_PH_COUNT];
 };
 
 // Marks the end of a phase: synchronizes the stream and adds the time since the last mark.

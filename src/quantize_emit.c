@@ -1,5 +1,7 @@
 // quantize_emit.c — what happens to a quantized module once every rank holds all its rows, for
 // every engine (CPU, CUDA): its report line and its packed tensors handed to the checkpoint writer.
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,4 +54,16 @@ qs_status qs_quantize_emit(struct qs_qrun *run, const struct qs_qreport *rep, co
   QS_TRY(report_push(run, rep));
 fail:
   return status;
+}
+
+qs_status qs_quantize_refuse(struct qs_comm *world, const char *opt, int value, const char *fmt, ...) {
+  if (qs_comm_rank(world) == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qshard quantize: %s %d: ", opt, value);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+  }
+  return QS_ERR_ARG;
 }

@@ -21,18 +21,8 @@ enum { TAG_BOUNDARY = 7100 }; // point-to-point tag of the boundary micro-batche
 
 // ---- the check and the split --------------------------------------------------------------------
 
-static qs_status refuse(struct qs_comm *world, int S, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static qs_status refuse(struct qs_comm *world, int S, const char *fmt, ...) {
-  if (qs_comm_rank(world) == 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "qshard quantize: --stages %d: ", S);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-  }
-  return QS_ERR_ARG;
-}
+// One message from rank 0 naming the option; QS_ERR_ARG everywhere (quantize.h).
+#define refuse(world, value, ...) qs_quantize_refuse(world, "--stages", value, __VA_ARGS__)
 
 qs_status qs_stages_check(struct qs_comm *world, const struct qs_qargs *a, const struct qs_model *m) {
   int S = a->stages, P = qs_comm_size(world);

@@ -65,18 +65,8 @@ struct qs_trtllm {
 
 // ---- the check, before any work ---------------------------------------------------------------------
 
-static qs_status refuse(struct qs_comm *world, int tp, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static qs_status refuse(struct qs_comm *world, int tp, const char *fmt, ...) {
-  if (qs_comm_rank(world) == 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "qshard quantize: --tp %d: ", tp);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-  }
-  return QS_ERR_ARG;
-}
+// One message from rank 0 naming the option; QS_ERR_ARG everywhere (quantize.h).
+#define refuse(world, value, ...) qs_quantize_refuse(world, "--tp", value, __VA_ARGS__)
 
 enum qs_trtllm_dense { QS_TRTLLM_DENSE_COPY = 0, QS_TRTLLM_DENSE_VOCAB, QS_TRTLLM_DENSE_LINEAR,
                        QS_TRTLLM_DENSE_SKIP, QS_TRTLLM_DENSE_UNKNOWN };
