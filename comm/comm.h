@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "qs_common.h"
+#include "base/qs_common.h"
 
 struct qs_comm; // opaque: wraps an MPI communicator
 

@@ -9,8 +9,8 @@
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
 
-#include "qs_common.h"
-#include "quant.h"
+#include "base/qs_common.h"
+#include "quant/quant.h"
 
 #ifdef __cplusplus
 extern "C" {

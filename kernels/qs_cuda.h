@@ -6,7 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "qs_common.h"
+#include "base/qs_common.h"
 
 #define QS_CUDA_CHECK(call)                                                             \
   do {                                                                                  \

@@ -9,7 +9,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "qs_common.h"
+#include "base/qs_common.h"
 
 #ifdef __cplusplus
 extern "C" {

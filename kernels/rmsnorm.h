@@ -4,8 +4,8 @@
 
 #include <cuda_runtime_api.h>
 
-#include "dtype.h"
-#include "qs_common.h"
+#include "base/dtype.h"
+#include "base/qs_common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "model/model.h"
 #include "qs_test.h"
-#include "ops.h"
+#include "model/ops.h"
 
 static uint64_t g_rng = 0x853C49E6748FEA9Bull;
 static float frand(void) {

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "quant.h"
-#include "safetensors.h"
+#include "io/config.h"
+#include "quant/quant.h"
+#include "io/safetensors.h"
 
 static int cmp_module(const struct qs_ckpt *a, const struct qs_ckpt *b, const struct qs_st_tensor *ta, int bits,
                       double min_frac, double *worst) {

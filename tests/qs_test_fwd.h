@@ -11,8 +11,8 @@
 
 #include <cuda_runtime_api.h>
 
-#include "dtype.h"
-#include "ops.h"
+#include "base/dtype.h"
+#include "model/ops.h"
 #include "qs_test.h"
 
 static double test_uniform(double lo, double hi) { // splitmix64 -> [lo, hi)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "ops.h"
+#include "io/config.h"
+#include "model/ops.h"
 #include "qs_test.h"
 
 // float32 unit roundoff

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "ops.h"
-#include "quant.h"
+#include "model/model.h"
+#include "model/ops.h"
+#include "quant/quant.h"
 #include "qs_test.h"
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;

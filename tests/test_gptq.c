@@ -11,9 +11,9 @@
 #include <lapacke.h>
 #include <stdint.h>
 
-#include "dtype.h"
+#include "base/dtype.h"
 #include "qs_test.h"
-#include "quant.h"
+#include "quant/quant.h"
 
 // ---- deterministic random numbers -----------------------------------------------------------------
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;

@@ -29,13 +29,13 @@
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
 
-#include "dtype.h"
+#include "base/dtype.h"
 #include "gptq_factor.h"
 #include "gptq_pack.h"
 #include "gptq_solve.h"
 #include "hessian.h"
 #include "qs_test.h"
-#include "quant.h"
+#include "quant/quant.h"
 
 // tests/test_gptq_cuda_bench.c: `--bench [hessian]` (0 when every call succeeded).
 int qs_gptq_cuda_bench(cublasHandle_t blas, cusolverDnHandle_t solver, int hess_only);

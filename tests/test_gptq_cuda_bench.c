@@ -21,12 +21,12 @@
 #include <cuda_runtime_api.h>
 #include <cusolverDn.h>
 
-#include "dtype.h"
+#include "base/dtype.h"
 #include "gptq_factor.h"
 #include "gptq_pack.h"
 #include "gptq_solve.h"
 #include "hessian.h"
-#include "quant.h"
+#include "quant/quant.h"
 
 enum { BENCH_REPS = 3, BENCH_TOKENS = 128 * 2048, BENCH_CHUNK = 32768, BENCH_POOL = 4194301 };
 static const double BENCH_PEAK_BF16 = 800e12;

@@ -6,9 +6,9 @@
 // of 0, can_pack, and a bad g_idx reported as a format error. All comparisons are exact (integers).
 #include <stdint.h>
 
-#include "dtype.h"
+#include "base/dtype.h"
 #include "qs_test.h"
-#include "quant.h"
+#include "quant/quant.h"
 
 static uint64_t rng_state = 0x0123456789ABCDEFull;
 static uint32_t rng_u32(void) {

@@ -11,7 +11,7 @@
 
 #include "gptq_factor.h"
 #include "gptq_solve.h"
-#include "quant.h"
+#include "quant/quant.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
 

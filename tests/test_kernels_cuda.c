@@ -24,8 +24,8 @@
 
 #include <cuda_runtime_api.h>
 
-#include "dtype.h"
-#include "ops.h"
+#include "base/dtype.h"
+#include "model/ops.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
 #include "rmsnorm.h"

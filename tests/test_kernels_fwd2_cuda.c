@@ -23,10 +23,10 @@
 
 #include "attention.h"
 #include "attention_f32.h"
-#include "dtype.h"
+#include "base/dtype.h"
 #include "linear.h"
 #include "nll.h"
-#include "ops.h"
+#include "model/ops.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
 

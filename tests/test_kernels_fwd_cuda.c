@@ -29,10 +29,10 @@
 #include <cuda_runtime_api.h>
 
 #include "attention.h"
-#include "config.h"
-#include "dtype.h"
+#include "io/config.h"
+#include "base/dtype.h"
 #include "embedding.h"
-#include "ops.h"
+#include "model/ops.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
 #include "residual.h"

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "ops.h"
+#include "io/config.h"
+#include "model/ops.h"
 #include "qs_test.h"
 
 #define U32 (1.0 / 16777216.0)  // float32 unit roundoff, 2^-24

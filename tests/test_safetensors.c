@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "qs_test.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 static char g_tmp[256];
 

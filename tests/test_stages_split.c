@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "qs_test.h"
-#include "stages.h"
+#include "run/stages.h"
 
 // The rule spelled out: for s = 1..S-1, among l in [bounds[s-1] + 1, n - (S - s)], the first l
 // minimising |S * prefix(l) - s * total|.

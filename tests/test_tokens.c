@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "qs_test.h"
-#include "tokens.h"
+#include "io/tokens.h"
 
 // ---- stderr capture: the error messages are part of the contract (they name file and position) ----
 static char g_err[8192];

@@ -1,0 +1,47 @@
+// main.c — qshard command line: `qshard <command> [options]`, under mpirun or alone.
+#include <stdio.h>
+#include <string.h>
+
+#include "comm.h"
+#include "cli/commands.h"
+
+static const struct {
+  const char *name;
+  int (*run)(struct qs_comm *, int, char **);
+  const char *help;
+} k_commands[] = {
+    {"inspect", qs_cmd_inspect, "FILE|DIR            tensors, dtypes, shapes, bytes of safetensors / HDF5"},
+    {"generate", qs_cmd_generate, "--model DIR --tokens N   greedy decoding from BOS"},
+    {"eval", qs_cmd_eval, "--model DIR --data F.h5 [--seqlen 512]   perplexity"},
+    {"quantize", qs_cmd_quantize, "--model DIR --calib F.h5 --out DIR [--method gptq|rtn --bits 4 ...]"},
+    {"synth", qs_cmd_synth, "--config NAME [--layers N] [--seed S] --out DIR   random weights, real shapes"},
+};
+enum { N_COMMANDS = sizeof(k_commands) / sizeof(k_commands[0]) };
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: qshard <command> [options]   (qshard <command> --help for details)\n\ncommands:\n");
+  for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s %s\n", k_commands[i].name, k_commands[i].help);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  int idx = -1;
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(argv[1], k_commands[i].name)) idx = i;
+  if (idx < 0) {
+    fprintf(stderr, "qshard: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+  }
+  struct qs_comm *world = NULL;
+  if (qs_comm_init(&argc, &argv, &world) != QS_OK) return 1;
+  int rc = k_commands[idx].run(world, argc - 1, argv + 1);
+  // A rank that failed alone must not leave its peers blocked in a collective.
+  int ok = rc == 0;
+  if (qs_comm_size(world) > 1 && qs_comm_allreduce_and(world, &ok) == QS_OK && !ok && rc == 0) rc = 1;
+  qs_comm_finalize(world);
+  return rc;
+}

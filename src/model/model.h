@@ -1,0 +1,85 @@
+// model.h — a Llama-family model in float32 on the CPU: weights, the decoder layer forward pass
+// (the unit of work of calibration), embeddings and logits.
+#ifndef QS_MODEL_H
+#define QS_MODEL_H
+
+#include <stdint.h>
+
+#include "io/config.h"
+#include "io/safetensors.h"
+
+struct qs_linear {
+  int n_out, n_in;
+  float *w;   // [n_out, n_in] (HF nn.Linear layout)
+  float *b;   // [n_out] or NULL
+};
+
+struct qs_layer {
+  float *attn_norm;                   // [hidden] input_layernorm
+  struct qs_linear q, k, v, o;        // q [H*D, hidden], k/v [Hkv*D, hidden], o [hidden, H*D]
+  float *mlp_norm;                    // [hidden] post_attention_layernorm
+  struct qs_linear gate, up, down;    // gate/up [inter, hidden], down [hidden, inter]
+};
+
+struct qs_model {
+  struct qs_config cfg;
+  struct qs_ckpt ckpt;                // open (mmap) for the model's lifetime
+  char *dir;
+  float *embed;                       // [vocab, hidden]
+  float *norm;                        // [hidden] model.norm
+  float *lm_head;                     // [vocab, hidden]; == embed when tied (not freed twice)
+  float *rope_inv_freq;               // [head_dim / 2]
+  struct qs_layer *layers;            // [n_layers], NULL until qs_model_load_layers()
+};
+
+// Reads config.json, opens the checkpoint, loads embeddings, final norm and lm_head as float32
+// (from F32/F16/BF16). Missing tensors and wrong shapes are errors naming the tensor.
+qs_status qs_model_open(struct qs_model *m, const char *dir);
+void qs_model_close(struct qs_model *m);
+// Float32 copy of layer l ("model.layers.{l}.*"). A linear stored quantized (GPTQ qweight/qzeros/
+// scales/g_idx) is dequantized here by qs_model_load_linear.
+qs_status qs_model_load_layer(const struct qs_model *m, int l, struct qs_layer *out);
+qs_status qs_model_load_layers(struct qs_model *m);
+void qs_layer_free(struct qs_layer *L);
+// Loads "<prefix>.weight" (and "<prefix>.bias" when `bias`) as float32 [n_out, n_in].
+qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int n_out, int n_in,
+                               int bias, struct qs_linear *out);
+
+// Scratch buffers for B sequences of T tokens (sized once, reused per layer).
+struct qs_fwd {
+  int B, T;
+  float *xn;        // [B*T, hidden] normed input
+  float *q;         // [B*T, H*D]
+  float *k, *v;     // [B*T, Hkv*D]
+  float *att;       // [B*T, H*D] attention output (input of o_proj)
+  float *gate, *up; // [B*T, inter]
+  float *tmp;       // [B*T, hidden]
+  float *scores;    // [T]
+};
+qs_status qs_fwd_init(struct qs_fwd *f, const struct qs_config *c, int B, int T);
+void qs_fwd_free(struct qs_fwd *f);
+
+// Linear groups of a decoder layer, in the order they are applied. Modules of one group read the
+// same input (and share one GPTQ Hessian).
+enum qs_group { QS_GROUP_QKV = 0, QS_GROUP_O, QS_GROUP_GATE_UP, QS_GROUP_DOWN, QS_GROUP_COUNT };
+
+// Called just before group g is applied, with its input X: [B*T, K] (all B sequences of this
+// call). The hook may replace the group's weights in L (e.g. quantize them); the forward then
+// applies the weights as they are after the hook.
+typedef qs_status (*qs_group_hook)(void *ctx, enum qs_group g, struct qs_layer *L, const float *X,
+                                   int rows, int K);
+
+// One decoder layer on B independent sequences: x: [B, T, hidden] residual stream, in/out;
+// positions 0..T-1 in every sequence. Each sequence's result depends only on its own tokens (the
+// matrix products run per sequence), so splitting sequences across ranks changes no bit.
+qs_status qs_layer_forward(const struct qs_config *c, const float *rope_inv_freq, struct qs_layer *L,
+                           float *x, int B, int T, struct qs_fwd *ws, qs_group_hook hook, void *ctx);
+
+// x: [n, hidden] = embed[ids]. Ids must already be checked against the vocabulary.
+void qs_model_embed(const struct qs_model *m, const int32_t *ids, int n, float *x);
+// logits: [T, vocab] = lm_head(norm(x)), x: [T, hidden] (x is left unchanged; xn: [T, hidden] scratch).
+void qs_model_logits(const struct qs_model *m, const float *x, float *logits, int T, float *xn);
+// Runs all layers (already loaded) on one sequence: x: [T, hidden] in/out.
+qs_status qs_model_forward_layers(struct qs_model *m, float *x, int T, struct qs_fwd *ws);
+
+#endif

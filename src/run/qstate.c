@@ -1,0 +1,671 @@
+// qstate.c — resume state of `qshard quantize`: OUT.partial/, the fingerprint, the save protocol,
+// restore, and the final checkpoint assembled from the per-layer files (layout and rules: qstate.h).
+#include "run/qstate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "comm.h"
+#include "run/progress.h"
+#include "run/quantize.h"
+#include "run/stages.h"
+#include "formats/trtllm.h"
+
+// ---- paths ---------------------------------------------------------------------------------------
+
+// "<out>.partial" (trailing slashes of out dropped: "a/" must not give "a/.partial").
+static char *partial_path(const char *out) {
+  size_t n = strlen(out);
+  while (n > 1 && out[n - 1] == '/') n--;
+  char *p = malloc(n + sizeof(".partial"));
+  if (!p) return NULL;
+  memcpy(p, out, n);
+  memcpy(p + n, ".partial", sizeof(".partial"));
+  return p;
+}
+
+static char *state_file(const char *partial) {
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s/.state/state.h5", partial);
+  return strdup(buf);
+}
+
+// The state file of this rank's stage: state.h5 with one stage, state-stage<s>-of-<S>.h5 with S > 1
+// (each stage saves its own progress, stages.h).
+static char *stage_state_file(const char *partial, const struct qs_stages *g) {
+  char buf[4096];
+  if (g->S == 1) return state_file(partial);
+  snprintf(buf, sizeof(buf), "%s/.state/state-stage%d-of-%d.h5", partial, g->stage, g->S);
+  return strdup(buf);
+}
+
+// 1 for the name of a state file of any stage layout (state.h5, state-stage*.h5).
+static int is_state_name(const char *name) {
+  size_t n = strlen(name);
+  return !strcmp(name, "state.h5") || (!strncmp(name, "state-stage", 11) && n > 14 && !strcmp(name + n - 3, ".h5"));
+}
+
+// 1 when the directory holds a state file of any stage layout.
+static int has_state(const char *state_dir) {
+  int found = 0;
+  DIR *d = opendir(state_dir);
+  if (!d) return 0;
+  for (struct dirent *e; !found && (e = readdir(d)) != NULL;) found = is_state_name(e->d_name);
+  closedir(d);
+  return found;
+}
+
+static void layer_dir(const struct qs_qstate *st, int l, char buf[4096]) {
+  snprintf(buf, 4096, "%s/layer-%05d", st->dir, l);
+}
+
+static void x_file(const struct qs_qstate *st, int completed, int rank, int ranks, char buf[4096]) {
+  snprintf(buf, 4096, "%s/x-c%d-rank%d-of-%d.h5", st->dir, completed, rank, ranks);
+}
+
+// The activations are saved only where a later layer of the stage needs them: with calibration data,
+// between layers (with stages also at the stage's first layer: its boundary activations).
+static int needs_x(const struct qs_qrun *run, int completed) {
+  return run->T > 0 && completed > 0 && completed < run->grid->l1;
+}
+
+// Rank 0's status on every rank (the others return it without a message of their own).
+static qs_status agree(struct qs_comm *w, qs_status mine) {
+  int s = (int)mine;
+  if (qs_comm_bcast(w, &s, sizeof(s), 0) != QS_OK) return QS_ERR_COMM;
+  return (qs_status)s;
+}
+
+// ---- OUT.partial ---------------------------------------------------------------------------------
+
+qs_status qs_qstate_begin_dir(const char *out, int force, int resume, char **partial) {
+  qs_status status = QS_OK;
+  char *p = partial_path(out), *d = NULL;
+  *partial = NULL;
+  if (!p || !(d = qs_path_join(p, ".state"))) QS_FAIL(QS_ERR_OOM, "out of memory");
+  if (qs_path_exists(out) && !force) QS_FAIL(QS_ERR_ARG, "output %s already exists (use --force to replace it)", out);
+  if (qs_path_exists(p)) {
+    if (!qs_path_is_dir(p)) QS_FAIL(QS_ERR_ARG, "%s exists and is not a directory", p);
+    if (!resume && !force)
+      QS_FAIL(QS_ERR_ARG, "%s exists: an earlier run into %s did not finish (use --resume to continue it or --force "
+              "to start over)", p, out);
+    if (!resume) QS_TRY(qs_dir_remove_tree(p));
+  }
+  QS_TRY(qs_dir_make(d));
+  *partial = p;
+  p = NULL;
+fail:
+  free(p);
+  free(d);
+  return status;
+}
+
+void qs_qstate_abort_dir(const char *partial) {
+  if (!partial || !qs_path_exists(partial)) return;
+  char *sf = qs_path_join(partial, ".state");
+  if (sf && has_state(sf))
+    qs_log(QS_LOG_WARN, "the resume state in %s is kept: rerun with --resume to continue, or --force to start over",
+           partial);
+  else qs_dir_remove_tree(partial);
+  free(sf);
+}
+
+// ---- fingerprint ---------------------------------------------------------------------------------
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// A file's name, size and a sample of its content: the first 64 KiB (a safetensors file's header,
+// config.json and tokenizer files whole) and 4 KiB at 17 evenly spaced offsets through the rest.
+// Copying the model (a pod restaging it into node-local storage) keeps it; another checkpoint of the
+// same architecture (a different fine-tune: every weight differs) changes it. Not a full-content
+// hash: reading 405B of weights on every restart would cost minutes.
+static qs_status hash_file(uint64_t *h, const char *path, const char *name, int64_t size) {
+  qs_status status = QS_OK;
+  enum { HEAD = 64 << 10, BLOCK = 4 << 10, SAMPLES = 17 };
+  unsigned char *buf = NULL;
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) QS_FAIL(QS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  QS_ALLOC(buf, HEAD);
+  *h = fnv1a(*h, name, strlen(name) + 1);
+  *h = fnv1a(*h, &size, sizeof(size));
+  for (int i = -1; i < SAMPLES; i++) { // i = -1: the head
+    if (i >= 0 && size <= HEAD) break;  // the head covered it all
+    int64_t span = QS_MAX(size - HEAD - BLOCK, 0), off = i < 0 ? 0 : HEAD + span * i / (SAMPLES - 1);
+    int64_t n = QS_MIN(i < 0 ? HEAD : BLOCK, size - off);
+    ssize_t got = pread(fd, buf, (size_t)n, (off_t)off);
+    if (got != n) QS_FAIL(QS_ERR_IO, "%s: short read at %lld: %s", path, (long long)off, got < 0 ? strerror(errno) : "end of file");
+    *h = fnv1a(*h, buf, (size_t)n);
+  }
+fail:
+  if (fd >= 0) close(fd);
+  free(buf);
+  return status;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// hash_file of every regular file of a directory (sorted by name), or of one file.
+static qs_status files_hash(const char *path, char hex[17]) {
+  qs_status status = QS_OK;
+  uint64_t h = 0xcbf29ce484222325ull;
+  char **names = NULL, *child = NULL;
+  size_t n = 0, cap = 0;
+  struct stat s;
+  DIR *d = NULL;
+  if (stat(path, &s) != 0) QS_FAIL(QS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+  if (!S_ISDIR(s.st_mode)) {
+    const char *base = strrchr(path, '/');
+    QS_TRY(hash_file(&h, path, base ? base + 1 : path, (int64_t)s.st_size));
+  } else {
+    if (!(d = opendir(path))) QS_FAIL(QS_ERR_IO, "cannot list %s: %s", path, strerror(errno));
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+      if (e->d_name[0] == '.') continue;
+      if (n == cap) {
+        char **q = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof(*q));
+        if (!q) QS_FAIL(QS_ERR_OOM, "out of memory");
+        names = q;
+      }
+      if (!(names[n] = strdup(e->d_name))) QS_FAIL(QS_ERR_OOM, "out of memory");
+      n++;
+    }
+    qsort(names, n, sizeof(*names), cmp_names);
+    for (size_t i = 0; i < n; i++) {
+      if (!(child = qs_path_join(path, names[i]))) QS_FAIL(QS_ERR_OOM, "out of memory");
+      if (stat(child, &s) == 0 && S_ISREG(s.st_mode)) QS_TRY(hash_file(&h, child, names[i], (int64_t)s.st_size));
+      free(child);
+      child = NULL;
+    }
+  }
+  snprintf(hex, 17, "%016llx", (unsigned long long)h);
+fail:
+  if (d) closedir(d);
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  free(child);
+  return status;
+}
+
+// Everything the quantized layers depend on: the inputs, the options, the rank layout (the x files
+// are per rank) and the engine with its precision. --eval*, --max-shard-size and the logging options
+// are not in it: they act after the layers (the checkpoint is assembled at the end).
+static qs_status fingerprint(const struct qs_qrun *run, char **out) {
+  qs_status status = QS_OK;
+  const struct qs_qargs *a = run->a;
+  const struct qs_quant_opts *o = &a->q;
+  char model[17], calib[17] = "none", damp[32];
+  int cpu = !strcmp(run->engine->name, "cpu");
+  json_t *j = NULL;
+  QS_TRY(files_hash(a->model, model));
+  if (a->calib) QS_TRY(files_hash(a->calib, calib));
+  snprintf(damp, sizeof(damp), "%.9g", (double)o->damp);
+  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:b, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s}",
+                "model_files", model, "calib_file", calib, "method", a->method == QS_QMETHOD_GPTQ ? "gptq" : "rtn",
+                "bits", o->bits, "group_size", o->group_size, "sym", o->sym, "act_order", o->act_order,
+                "static_groups", o->static_groups, "damp", damp, "block", o->block_size, "samples",
+                (json_int_t)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed, "ranks",
+                qs_comm_size(run->world), "stages", run->grid->S, "engine", run->engine->name, "precision",
+                cpu || a->precision_f32 ? "fp32" : "bf16", "factor_precision",
+                cpu ? "cpu" : a->factor_f64 ? "fp64" : "fp32");
+  if (!j || !(*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS))) QS_FAIL(QS_ERR_OOM, "out of memory");
+fail:
+  json_decref(j);
+  return status;
+}
+
+// Rank 0's fingerprint on every rank (one reading of the files; every x file carries the same text).
+static qs_status shared_fingerprint(const struct qs_qrun *run, char **out) {
+  qs_status status = QS_OK, mine = QS_OK;
+  long long len = 0;
+  *out = NULL;
+  if (qs_comm_rank(run->world) == 0) {
+    mine = fingerprint(run, out);
+    len = mine == QS_OK ? (long long)strlen(*out) + 1 : 0;
+  }
+  QS_TRY(agree(run->world, mine));
+  QS_TRY(qs_comm_bcast(run->world, &len, sizeof(len), 0));
+  if (qs_comm_rank(run->world) != 0) QS_ALLOC(*out, len);
+  QS_TRY(qs_comm_bcast(run->world, *out, (size_t)len, 0));
+fail:
+  return status;
+}
+
+// The option a fingerprint key stands for, as the user knows it.
+static void key_label(const char *key, char *buf, size_t cap) {
+  static const char *special[][2] = {
+      {"model_files", "the files of --model (names, sizes, sampled content)"},
+      {"calib_file", "the --calib file (name, size, sampled content)"},
+      {"ranks", "the MPI rank count"}, {"engine", "--device"}, {"sym", "--sym/--asym"}};
+  for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
+    if (!strcmp(key, special[i][0])) { snprintf(buf, cap, "%s", special[i][1]); return; }
+  snprintf(buf, cap, "--%s", key);
+  for (char *c = buf; *c; c++) if (*c == '_') *c = '-';
+}
+
+// Appends "label: A in the state, B now" for every key whose values differ.
+static void diff_append(char *msg, size_t cap, const char *key, json_t *was, json_t *now) {
+  char label[96];
+  char *a = was ? json_dumps(was, JSON_ENCODE_ANY) : NULL, *b = now ? json_dumps(now, JSON_ENCODE_ANY) : NULL;
+  size_t k = strlen(msg);
+  key_label(key, label, sizeof(label));
+  snprintf(msg + k, cap - k, "%s%s: %s in the state, %s now", k ? "; " : "", label, a ? a : "absent", b ? b : "absent");
+  free(a);
+  free(b);
+}
+
+static qs_status fingerprint_check(const char *path, const char *was_text, const char *now_text) {
+  qs_status status = QS_OK;
+  char msg[2048] = "";
+  const char *key;
+  json_t *v, *was = json_loads(was_text, 0, NULL), *now = json_loads(now_text, 0, NULL);
+  if (!was || !json_is_object(was)) QS_FAIL(QS_ERR_FORMAT, "%s: the fingerprint is not a JSON object", path);
+  if (!now) QS_FAIL(QS_ERR_OOM, "out of memory");
+  json_object_foreach(now, key, v) {
+    json_t *w = json_object_get(was, key);
+    if (!w || !json_equal(w, v)) diff_append(msg, sizeof(msg), key, w, v);
+  }
+  json_object_foreach(was, key, v) if (!json_object_get(now, key)) diff_append(msg, sizeof(msg), key, v, NULL);
+  if (msg[0])
+    QS_FAIL(QS_ERR_ARG, "%s: cannot resume: this run differs from the one that saved the state (%s); rerun it as "
+            "it was, or use --force to start over", path, msg);
+fail:
+  json_decref(was);
+  json_decref(now);
+  return status;
+}
+
+static qs_status save(struct qs_qstate *st, struct qs_qrun *run);
+
+// ---- restore -------------------------------------------------------------------------------------
+
+qs_status qs_qstate_mark_replaced(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
+  qs_status status = QS_OK;
+  struct qs_st_file f = {0};
+  char dir[4096], path[4200], name[512];
+  int open = 0;
+  for (int l = from; l < to; l++) {
+    layer_dir(st, l, dir);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    QS_TRY(qs_st_open(&f, path));
+    open = 1;
+    for (size_t i = 0; i < f.n_tensors; i++) {
+      const char *t = f.tensors[i].name, *dot = strrchr(t, '.');
+      if (!dot || (size_t)(dot - t) + 8 > sizeof(name)) continue;
+      if (!strcmp(dot, ".qweight")) snprintf(name, sizeof(name), "%.*s.weight", (int)(dot - t), t);
+      else if (!strcmp(dot, ".bias")) snprintf(name, sizeof(name), "%s", t);
+      else continue;
+      QS_TRY(qs_gptq_ckpt_mark_replaced(run, name));
+    }
+    qs_st_close(&f);
+    open = 0;
+  }
+fail:
+  if (open) qs_st_close(&f);
+  return status;
+}
+
+// One restored module as emit handed it over: tensors borrowed from its layer file (bias as fp32 in
+// *bias, malloc'ed). NULL when the module was not packed.
+static qs_status packed_from_file(const struct qs_st_file *f, const struct qs_qreport *r, struct qs_qpacked *pk,
+                                  float **bias, const struct qs_qpacked **out) {
+  qs_status status = QS_OK;
+  char name[512];
+  const struct qs_st_tensor *t[5];
+  static const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx", "bias"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(name, sizeof(name), "%s.%s", r->name, suffix[i]);
+    t[i] = qs_st_find(f, name);
+  }
+  *out = NULL;
+  if (!t[0]) return QS_OK;
+  if (!t[1] || !t[2] || !t[3] || t[1]->ndim != 2) QS_FAIL(QS_ERR_FORMAT, "%s: %s is incomplete", f->path, r->name);
+  *pk = (struct qs_qpacked){.N = r->n, .K = r->k, .G = t[1]->shape[0], .qweight = t[0]->data, .qzeros = t[1]->data,
+                            .scales = t[2]->data, .g_idx = t[3]->data};
+  if (t[4]) {
+    QS_ALLOC(*bias, r->n);
+    qs_convert_to_f32(t[4]->data, t[4]->dtype, *bias, (size_t)r->n);
+    pk->bias = *bias;
+  }
+  *out = pk;
+fail:
+  return status;
+}
+
+qs_status qs_qstate_replay_tp(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
+  qs_status status = QS_OK;
+  struct qs_st_file f = {0};
+  struct qs_qpacked pk;
+  const struct qs_qpacked *p = NULL;
+  float *bias = NULL;
+  char path[4200];
+  int open = 0;
+  if (!run->a->tp || !qs_trtllm_is_writer(run)) return QS_OK;
+  for (int l = from; l < to; l++) {
+    snprintf(path, sizeof(path), "%s/layer-%05d/model.safetensors", st->dir, l);
+    QS_TRY(qs_st_open(&f, path));
+    open = 1;
+    run->layer = l;
+    for (int i = 0; i < run->n_reports; i++) {
+      if (run->reports[i].layer != l) continue;
+      QS_TRY(packed_from_file(&f, &run->reports[i], &pk, &bias, &p));
+      QS_TRY(qs_trtllm_add_module(run, run->reports[i].name, p));
+      free(bias);
+      bias = NULL;
+    }
+    qs_st_close(&f);
+    open = 0;
+  }
+fail:
+  free(bias);
+  if (open) qs_st_close(&f);
+  return status;
+}
+
+// The stage leader: reads and checks its state file; *completed layers (the stage's layers [l0,
+// *completed) are done; *completed = l0 > 0: only its boundary activations) and their reports.
+static qs_status load_root(struct qs_qstate *st, struct qs_qrun *run, int *completed, struct qs_qreport **r, int *n) {
+  qs_status status = QS_OK;
+  char *path = stage_state_file(st->partial, run->grid), *fp = NULL;
+  int ranks = 0, l0 = run->grid->l0, l1 = run->grid->l1;
+  if (!path) QS_FAIL(QS_ERR_OOM, "out of memory");
+  QS_TRY(qs_qstate_h5_read_state(path, completed, &ranks, &fp, r, n));
+  QS_TRY(fingerprint_check(path, fp, st->fp));
+  if (*completed < QS_MAX(l0, 1) || *completed > l1)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %d completed layers, outside the stage's layers %d..%d", path, *completed, l0, l1);
+  for (int i = 0; i < *n; i++)
+    if ((*r)[i].layer < l0 || (*r)[i].layer >= *completed)
+      QS_FAIL(QS_ERR_FORMAT, "%s: report of %s is not in a completed layer", path, (*r)[i].name);
+  QS_TRY(qs_qstate_mark_replaced(st, run, l0, *completed));
+fail:
+  if (status != QS_OK) { free(*r); *r = NULL; }
+  free(path);
+  free(fp);
+  return status;
+}
+
+// Every rank: its residual stream after `completed` layers between the engine and its x file
+// (write: engine -> file; else file -> engine).
+static qs_status x_transfer(struct qs_qstate *st, struct qs_qrun *run, int completed, int write) {
+  qs_status status = QS_OK;
+  int rank = qs_comm_rank(run->world), P = qs_comm_size(run->world);
+  struct qs_qstate_x id = {.completed = completed, .rank = rank, .ranks = P, .s0 = run->s0, .s1 = run->s1,
+                           .T = run->T, .hidden = run->m->cfg.hidden, .fp = st->fp};
+  char path[4096];
+  float *x = NULL;
+  x_file(st, completed, rank, P, path);
+  QS_ALLOC(x, (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)id.hidden);
+  if (write) {
+    QS_TRY(run->engine->get_x(run->engine, run, x));
+    QS_TRY(qs_qstate_h5_write_x(path, &id, x));
+  } else {
+    QS_TRY(qs_qstate_h5_read_x(path, &id, x));
+    QS_TRY(run->engine->set_x(run->engine, run, x));
+  }
+fail:
+  free(x);
+  return status;
+}
+
+// Collective over the stage: its saved state into this run (reports on every rank of the stage, as
+// its leader read them).
+static qs_status load(struct qs_qstate *st, struct qs_qrun *run) {
+  qs_status status = QS_OK;
+  struct qs_qreport *r = NULL;
+  int c[2] = {0, 0}; // completed, report count
+  int ok, l0 = run->grid->l0, nl = run->grid->l1 - l0;
+  if (qs_comm_rank(run->data) == 0) status = load_root(st, run, &c[0], &r, &c[1]);
+  QS_TRY(agree(run->data, status));
+  QS_TRY(qs_comm_bcast(run->data, c, sizeof(c), 0));
+  if (qs_comm_rank(run->data) != 0) QS_ALLOC(r, c[1]);
+  QS_TRY(qs_comm_bcast(run->data, r, (size_t)c[1] * sizeof(*r), 0));
+  run->reports = r;
+  run->n_reports = run->cap_reports = c[1];
+  r = NULL;
+  ok = !needs_x(run, c[0]) || x_transfer(st, run, c[0], 0) == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
+  if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: the saved activations could not be restored on every rank (see above); "
+                   "use --force to start over", st->partial);
+  // with stages the writers take every layer at the end (qs_stages_join)
+  ok = run->grid->S > 1 || qs_qstate_replay_tp(st, run, 0, c[0]) == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
+  if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: --tp: the completed layers could not be handed to the TensorRT-LLM writers",
+                   st->partial);
+  st->completed = st->saved = c[0];
+  json_t *j = json_pack("{s:s, s:i, s:i}", "dir", st->partial, "layers_done", c[0] - l0, "layers_total", nl);
+  qs_progress_stage_note(run, "resume", j, "resuming from %s: %d/%d layers done", st->partial, c[0] - l0, nl);
+fail:
+  free(r);
+  return status;
+}
+
+// World rank 0, --resume: a state saved under another stage count (other file names) is refused with
+// the fingerprint's difference rather than silently ignored.
+static qs_status check_layout(struct qs_qstate *st) {
+  qs_status status = QS_OK;
+  struct qs_qreport *r = NULL;
+  char *path = NULL, *fp = NULL;
+  int completed = 0, ranks = 0, n = 0;
+  json_t *now = json_loads(st->fp, 0, NULL);
+  int S = now ? (int)json_integer_value(json_object_get(now, "stages")) : 0, s = 0, S2 = 0;
+  DIR *d = opendir(st->dir);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    if (!is_state_name(e->d_name)) continue;
+    if (S == 1 ? !strcmp(e->d_name, "state.h5") : sscanf(e->d_name, "state-stage%d-of-%d.h5", &s, &S2) == 2 && S2 == S)
+      continue;
+    if (!(path = qs_path_join(st->dir, e->d_name))) QS_FAIL(QS_ERR_OOM, "out of memory");
+    QS_TRY(qs_qstate_h5_read_state(path, &completed, &ranks, &fp, &r, &n));
+    QS_TRY(fingerprint_check(path, fp, st->fp));
+    QS_FAIL(QS_ERR_ARG, "%s: cannot resume: saved by a run with another --stages; use --force to start over", path);
+  }
+fail:
+  if (d) closedir(d);
+  json_decref(now);
+  free(path);
+  free(fp);
+  free(r);
+  return status;
+}
+
+qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run) {
+  qs_status status = QS_OK, mine = QS_OK;
+  char *sf = NULL;
+  int have = 0, any;
+  memset(st, 0, sizeof(*st));
+  st->completed = run->grid->l0; // this stage's layers start here (0 with one stage)
+  st->partial = partial_path(run->a->out);
+  if (!st->partial || !(st->dir = qs_path_join(st->partial, ".state")) ||
+      !(sf = stage_state_file(st->partial, run->grid)))
+    QS_FAIL(QS_ERR_OOM, "out of memory");
+  QS_TRY(shared_fingerprint(run, &st->fp));
+  st->last_save = qs_time_now();
+  if (qs_comm_rank(run->world) == 0) {
+    have = run->a->resume && has_state(st->dir);
+    if (have) mine = check_layout(st);
+    if (!have) { // nothing to continue: leftovers of a run killed before its first save go
+      mine = qs_dir_remove_tree(st->dir);
+      if (mine == QS_OK) mine = qs_dir_make(st->dir);
+      if (mine == QS_OK && run->a->resume)
+        qs_progress_note(run, "resume", json_pack("{s:s, s:i}", "dir", st->partial, "layers_done", 0),
+                         "--resume: no saved state in %s, starting from the first layer", st->partial);
+    }
+  }
+  QS_TRY(agree(run->world, mine));
+  QS_TRY(qs_comm_bcast(run->world, &have, sizeof(have), 0));
+  any = have;
+  // each stage continues from its own state file (one stage: state.h5), when it has one
+  if (qs_comm_rank(run->data) == 0) have = any && qs_path_exists(sf);
+  QS_TRY(qs_comm_bcast(run->data, &have, sizeof(have), 0));
+  if (have) QS_TRY(load(st, run));
+  else if (any)
+    qs_progress_stage_note(run, "resume", json_pack("{s:s, s:i}", "dir", st->partial, "layers_done", 0),
+                           "no saved state of this stage in %s: starting from its first layer", st->partial);
+fail:
+  free(sf);
+  return status;
+}
+
+qs_status qs_qstate_save_boundary(struct qs_qstate *st, struct qs_qrun *run) {
+  if (run->a->state_interval > 0) return QS_OK; // saves are timed: the first one comes after a layer
+  return save(st, run);
+}
+
+// ---- per layer: the layer file, the save --------------------------------------------------------
+
+qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l) {
+  qs_status status = QS_OK;
+  char dir[4096];
+  if (qs_comm_rank(run->data) != 0) return QS_OK;
+  layer_dir(st, l, dir);
+  qs_st_writer_free(run->writer);
+  run->writer = NULL;
+  QS_TRY(qs_st_writer_init(&run->writer, dir, 0)); // one file per layer
+fail:
+  return status;
+}
+
+// Collective: the protocol of qstate.h for st->completed layers.
+static qs_status save(struct qs_qstate *st, struct qs_qrun *run) {
+  qs_status status = QS_OK, mine = QS_OK;
+  int c = st->completed, rank = qs_comm_rank(run->world), P = qs_comm_size(run->world), nr = 0, ok;
+  char path[4096];
+  double t0 = qs_time_now();
+  ok = !needs_x(run, c) || x_transfer(st, run, c, 1) == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok)); // every rank's file is in place (or one failed)
+  if (!ok) QS_FAIL(QS_ERR_IO, "%s: state not saved: a rank could not write its activations (see above)", st->dir);
+  if (qs_comm_rank(run->data) == 0) { // the stage leader: the stage's state file
+    char *sf = stage_state_file(st->partial, run->grid);
+    while (nr < run->n_reports && run->reports[nr].layer < c) nr++;
+    mine = sf ? qs_qstate_h5_write_state(sf, c, run->m->cfg.n_layers, P, st->fp, run->reports, nr) : QS_ERR_OOM;
+    free(sf);
+  }
+  QS_TRY(agree(run->data, mine));
+  if (needs_x(run, st->saved) && st->saved != c) { // no state names the previous files any more
+    x_file(st, st->saved, rank, P, path);
+    if (unlink(path) != 0 && errno != ENOENT) qs_log(QS_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+  }
+  st->saved = c;
+  st->last_save = qs_time_now();
+  int l0 = run->grid->l0, nl = run->grid->l1 - l0;
+  json_t *j = json_pack("{s:i, s:i, s:f}", "layers_done", c - l0, "layers_total", nl, "seconds", st->last_save - t0);
+  qs_progress_stage_note(run, "state_saved", j, "  state: %d/%d layers saved in %s (%.2f s)", c - l0, nl, st->dir,
+                         st->last_save - t0);
+fail:
+  return status;
+}
+
+qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l) {
+  qs_status status = QS_OK, mine = QS_OK;
+  int leader = qs_comm_rank(run->data) == 0, msg[2] = {0, 0};
+  if (leader) {
+    mine = qs_st_writer_finish(run->writer);
+    qs_st_writer_free(run->writer);
+    run->writer = NULL;
+  }
+  st->completed = l + 1;
+  // the stage leader decides for its ranks: the ranks' clocks need not agree on when the interval has passed
+  msg[0] = (int)mine;
+  msg[1] = st->completed == run->grid->l1 || run->a->state_interval <= 0 ||
+           qs_time_now() - st->last_save >= (double)run->a->state_interval;
+  QS_TRY(qs_comm_bcast(run->data, msg, sizeof(msg), 0));
+  if (msg[0] != QS_OK) { status = (qs_status)msg[0]; goto fail; }
+  if (msg[1]) QS_TRY(save(st, run));
+fail:
+  return status;
+}
+
+// ---- the final checkpoint ------------------------------------------------------------------------
+
+// Layer l's tensors into run->writer in the order qs_gptq_ckpt_add_module added them (modules in
+// report order; per module qweight, qzeros, scales, g_idx, bias), so the shard split is what an
+// uninterrupted run gives. Every tensor of the file must belong to a reported module.
+static qs_status add_layer(struct qs_qrun *run, const struct qs_ckpt *c, int l) {
+  static const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx", "bias"};
+  qs_status status = QS_OK;
+  size_t added = 0;
+  char name[512];
+  for (int i = 0; i < run->n_reports; i++) {
+    if (run->reports[i].layer != l) continue;
+    for (size_t s = 0; s < sizeof(suffix) / sizeof(suffix[0]); s++) {
+      snprintf(name, sizeof(name), "%s.%s", run->reports[i].name, suffix[s]);
+      const struct qs_st_tensor *t = qs_ckpt_find(c, name);
+      if (!t) continue;
+      QS_TRY(qs_st_writer_add(run->writer, t->name, t->dtype, t->ndim, t->shape, t->data, 0));
+      added++;
+    }
+  }
+  if (added != c->n_tensors)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %zu tensors, but the modules reported for layer %d name %zu of them", c->path,
+            c->n_tensors, l, added);
+fail:
+  return status;
+}
+
+// Files an earlier, interrupted assembly left at the top of OUT.partial (another --max-shard-size
+// would leave shards the new index does not name); everything there is rewritten.
+static qs_status remove_old_outputs(const char *dir) {
+  qs_status status = QS_OK;
+  char *path = NULL;
+  struct stat s;
+  DIR *d = opendir(dir);
+  if (!d) QS_FAIL(QS_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (!(path = qs_path_join(dir, e->d_name))) QS_FAIL(QS_ERR_OOM, "out of memory");
+    if (lstat(path, &s) == 0 && S_ISREG(s.st_mode) && unlink(path) != 0)
+      QS_FAIL(QS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    free(path);
+    path = NULL;
+  }
+fail:
+  free(path);
+  if (d) closedir(d);
+  return status;
+}
+
+qs_status qs_qstate_assemble(struct qs_qstate *st, struct qs_qrun *run, const char *dir) {
+  qs_status status = QS_OK;
+  int L = run->m->cfg.n_layers;
+  char ldir[4096];
+  QS_TRY(remove_old_outputs(dir));
+  qs_st_writer_free(run->writer);
+  run->writer = NULL;
+  QS_TRY(qs_st_writer_init(&run->writer, dir, (uint64_t)run->a->max_shard_mb << 20));
+  QS_ALLOC(st->layer_files, L);
+  for (int l = 0; l < L; l++) {
+    layer_dir(st, l, ldir);
+    QS_TRY(qs_ckpt_open(&st->layer_files[l], ldir));
+    st->n_layer_files++;
+    QS_TRY(add_layer(run, &st->layer_files[l], l));
+  }
+fail:
+  return status;
+}
+
+static void close_layer_files(struct qs_qstate *st) {
+  for (size_t i = 0; i < st->n_layer_files; i++) qs_ckpt_close(&st->layer_files[i]);
+  free(st->layer_files);
+  st->layer_files = NULL;
+  st->n_layer_files = 0;
+}
+
+qs_status qs_qstate_finish(struct qs_qstate *st) {
+  close_layer_files(st);
+  return qs_dir_remove_tree(st->dir);
+}
+
+void qs_qstate_free(struct qs_qstate *st) {
+  if (!st) return;
+  close_layer_files(st);
+  free(st->partial);
+  free(st->dir);
+  free(st->fp);
+  memset(st, 0, sizeof(*st));
+}

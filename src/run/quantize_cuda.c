@@ -1,0 +1,344 @@
+// quantize_cuda.c — the cuda engine of `qshard quantize` (quantize.h): this rank's calibration
+// samples stay on its GPU as an fp32 residual stream; each layer is streamed in, and for each linear
+// group in true-sequential order the group's inputs are formed sample by sample, their Hessian is
+// summed in the fixed leaf order (quantize_cuda.h), the group's modules are quantized
+// (quantize_module_cuda.c) and the quantized weights are applied. Per layer: q/k/v/o GEMMs once,
+// gate/up twice (for the down Hessian and for the output; the activations are not stored).
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/calib.h"
+#include "hessian.h"
+#include "qs_cuda.h"
+#include "run/quantize_cuda.h"
+#include "residual.h"
+
+// Keep the down_proj inputs of every sample (-1: when they fit, 0: never, 1: always).
+QS_PARAM(cuda_store_act, "QS_CUDA_STORE_ACT", -1)
+
+static const char *const k_phase_names[QS_PH_COUNT] = {"load", "forward", "hessian", "factor", "solve", "gather", "pack"};
+
+qs_status qs_cuda_phase(struct qs_cuda_engine *e, int phase) {
+  qs_status status = QS_OK;
+  QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
+  double now = qs_time_now();
+  e->ph[phase] += now - e->t_mark;
+  e->t_mark = now;
+  qs_dctx_sample_memory(&e->ctx);
+fail:
+  return status;
+}
+
+static float *x_of(struct qs_cuda_engine *e, long long b) {
+  return e->x + (size_t)b * e->T * e->ctx.cfg->hidden;
+}
+static void *act_of(struct qs_cuda_engine *e, long long b) {
+  return (char *)e->act + (size_t)b * e->T * e->ctx.cfg->intermediate * qs_dtype_size(e->ctx.dt);
+}
+static void *att_of(struct qs_cuda_engine *e, long long b) {
+  const struct qs_config *c = e->ctx.cfg;
+  return (char *)e->att + (size_t)b * e->T * c->n_heads * c->head_dim * qs_dtype_size(e->ctx.dt);
+}
+
+// The input of group g for local sample b (and the forward steps that precede it): returns the
+// device [T, K] matrix of dt.
+static qs_status group_input(struct qs_cuda_engine *e, enum qs_group g, long long b, const void **X) {
+  qs_status status = QS_OK;
+  struct qs_dctx *c = &e->ctx;
+  struct qs_dseq *s = &e->seq;
+  switch (g) {
+  case QS_GROUP_QKV:
+    QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.attn_norm, s));
+    *X = s->xn;
+    break;
+  case QS_GROUP_O:
+    QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.attn_norm, s));
+    QS_TRY(qs_dfwd_attention(c, &e->L, s, att_of(e, b)));
+    *X = att_of(e, b);
+    break;
+  case QS_GROUP_GATE_UP: // o_proj is quantized now: finish the attention block first
+    QS_TRY(qs_dfwd_attn_out(c, &e->L, att_of(e, b), x_of(e, b), s));
+    QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.mlp_norm, s));
+    *X = s->xn;
+    break;
+  default:
+    QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.mlp_norm, s));
+    QS_TRY(qs_dfwd_mlp_act(c, &e->L, s));
+    *X = s->gate;
+    if (e->act) {
+      QS_CUDA_CHECK(cudaMemcpyAsync(act_of(e, b), s->gate, (size_t)e->T * c->cfg->intermediate * qs_dtype_size(c->dt),
+                                    cudaMemcpyDeviceToDevice, c->stream));
+      *X = act_of(e, b);
+    }
+  }
+fail:
+  return status;
+}
+
+// Leaf v (a global leaf index owned by this rank) of group g into S (zeroed here): its samples' XᵀX
+// added in sample order. Forward and Hessian times are attributed separately.
+static qs_status leaf_sum(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, long long v, int K,
+                          float *S) {
+  qs_status status = QS_OK;
+  long long a, z;
+  qs_comm_split_range(run->n_samples, (int)e->n_leaves, (int)v, &a, &z);
+  QS_CUDA_CHECK(cudaMemsetAsync(S, 0, (size_t)K * K * sizeof(float), e->ctx.stream));
+  for (long long smp = a; smp < z; smp++) {
+    const void *X = NULL;
+    QS_TRY(group_input(e, g, smp - run->s0, &X));
+    QS_TRY(qs_cuda_phase(e, QS_PH_FORWARD));
+    QS_TRY(qs_gptq_hessian_add_cuda(S, X, e->T, K, e->ctx.dt, QS_HESSIAN_UPPER, e->ctx.blas, e->ctx.stream));
+    QS_TRY(qs_cuda_phase(e, QS_PH_HESSIAN));
+  }
+fail:
+  return status;
+}
+
+// H (device [K, K], allocated here) = the group's Hessian over every rank's samples, in the fixed
+// leaf order of quantize_cuda.h, finalized (scaled, both triangles) and identical on every rank.
+static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, int K, float **H) {
+  qs_status status = QS_OK;
+  int rank = qs_comm_rank(run->data), P = qs_comm_size(run->data);
+  long long n_own = e->leaf1 - e->leaf0;
+  size_t bytes = (size_t)K * K * sizeof(float);
+  float *acc = NULL, **own = NULL;
+  QS_CUDA_CHECK(cudaMalloc((void **)&acc, bytes));
+  QS_ALLOC(own, QS_MAX(n_own, 1));
+  memset(own, 0, sizeof(*own) * (size_t)QS_MAX(n_own, 1));
+  if (rank == 0) { // fold as the leaves come: acc = L0, then acc += Lv
+    for (long long j = 0; j < n_own; j++) {
+      if (j == 1) QS_CUDA_CHECK(cudaMalloc((void **)&own[0], bytes));
+      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, j == 0 ? acc : own[0]));
+      if (j > 0) QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[0], QS_DTYPE_F32, (size_t)K * K, e->ctx.stream));
+    }
+  } else { // own leaves first, then the running sum from rank - 1 and the additions in leaf order
+    for (long long j = 0; j < n_own; j++) {
+      QS_CUDA_CHECK(cudaMalloc((void **)&own[j], bytes));
+      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, own[j]));
+    }
+    QS_TRY(qs_dcomm_recv(e->dcomm, acc, bytes, rank - 1, e->ctx.stream));
+    for (long long j = 0; j < n_own; j++)
+      QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[j], QS_DTYPE_F32, (size_t)K * K, e->ctx.stream));
+  }
+  if (rank < P - 1) QS_TRY(qs_dcomm_send(e->dcomm, acc, bytes, rank + 1, e->ctx.stream));
+  QS_TRY(qs_dcomm_bcast(e->dcomm, acc, bytes, P - 1, e->ctx.stream));
+  QS_TRY(qs_gptq_hessian_finalize_cuda(acc, K, run->n_samples, e->ctx.stream));
+  QS_TRY(qs_cuda_phase(e, QS_PH_HESSIAN));
+  *H = acc;
+  acc = NULL;
+fail:
+  for (long long j = 0; own && j < QS_MAX(n_own, 1); j++) cudaFree(own[j]);
+  free(own);
+  cudaFree(acc);
+  return status;
+}
+
+static const int k_group_lins[QS_GROUP_COUNT][3] = {
+    {QS_LW_Q, QS_LW_K, QS_LW_V}, {QS_LW_O, 0, 0}, {QS_LW_GATE, QS_LW_UP, 0}, {QS_LW_DOWN, 0, 0}};
+
+// One group: Hessian (with calibration data), factor (GPTQ) or identity (RTN), its modules.
+static qs_status quantize_group(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g) {
+  qs_status status = QS_OK;
+  struct qs_gptq_prep_cuda prep;
+  float *H = NULL;
+  int first = k_group_lins[g][0], K = e->L.n_in[first];
+  char name[160];
+  memset(&prep, 0, sizeof(prep));
+  snprintf(name, sizeof(name), "model.layers.%d.%s", run->layer, qs_group_modules[g][0]);
+  if (e->x) QS_TRY(group_hessian(e, run, g, K, &H));
+  if (run->a->method == QS_QMETHOD_GPTQ) {
+    QS_TRY(qs_gptq_prep_cuda_init(&prep, H, K, &run->a->q, run->a->factor_f64, name, e->ctx.solver, e->ctx.stream));
+    if (prep.damp_raises) qs_log0("  %s: Cholesky failed at damp %g, succeeded at damp %g", name,
+                                  (double)run->a->q.damp, (double)prep.damp_used);
+  } else {
+    QS_TRY(qs_cuda_prep_identity(&prep, K, &run->a->q, e->ctx.stream));
+  }
+  QS_TRY(qs_cuda_phase(e, QS_PH_FACTOR));
+  for (int j = 0; j < qs_group_size(g); j++) QS_TRY(qs_cuda_quantize_module(e, run, k_group_lins[g][j], &prep, H));
+fail:
+  qs_gptq_prep_cuda_free(&prep);
+  cudaFree(H);
+  return status;
+}
+
+// The layer's output for every local sample, with the quantized down_proj.
+static qs_status finish_layer(struct qs_cuda_engine *e) {
+  qs_status status = QS_OK;
+  for (long long b = 0; b < e->B; b++) {
+    if (e->act) {
+      QS_TRY(qs_dfwd_mlp_out(&e->ctx, &e->L, act_of(e, b), x_of(e, b), &e->seq));
+      continue;
+    }
+    QS_TRY(qs_dfwd_norm(&e->ctx, x_of(e, b), e->L.mlp_norm, &e->seq));
+    QS_TRY(qs_dfwd_mlp_act(&e->ctx, &e->L, &e->seq));
+    QS_TRY(qs_dfwd_mlp_out(&e->ctx, &e->L, e->seq.gate, x_of(e, b), &e->seq));
+  }
+  QS_TRY(qs_cuda_phase(e, QS_PH_FORWARD));
+fail:
+  return status;
+}
+
+static void log_phases(struct qs_cuda_engine *e, int l) {
+  char line[512];
+  int n = 0;
+  double sum = 0;
+  for (int p = 0; p < QS_PH_COUNT; p++) {
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s %.3f", p ? ", " : "", k_phase_names[p], e->ph[p]);
+    sum += e->ph[p];
+  }
+  qs_log0("layer %d phases (s, rank 0): %s; sum %.3f; peak device memory %.2f GiB", l, line, sum,
+          (double)e->ctx.peak / (1 << 30));
+}
+
+static qs_status cuda_layer(struct qs_qengine *base, struct qs_qrun *run, int l) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  struct qs_hslot *slot = NULL;
+  memset(e->ph, 0, sizeof(e->ph));
+  e->t_mark = qs_time_now();
+  QS_TRY(qs_wstream_get(&e->ws, l, &slot));
+  QS_TRY(qs_dlayer_upload(&e->ctx, slot, &e->L));
+  QS_TRY(qs_wstream_prefetch(&e->ws, l + 1)); // read the next layer while this one computes
+  QS_TRY(qs_cuda_phase(e, QS_PH_LOAD));
+  for (int g = 0; g < QS_GROUP_COUNT; g++) QS_TRY(quantize_group(e, run, (enum qs_group)g));
+  if (e->x) QS_TRY(finish_layer(e));
+  log_phases(e, l);
+fail:
+  return status;
+}
+
+static size_t x_bytes(const struct qs_cuda_engine *e) {
+  return (size_t)e->B * e->T * e->ctx.cfg->hidden * sizeof(float);
+}
+
+static qs_status cuda_get_x(struct qs_qengine *base, const struct qs_qrun *run, float *x) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  (void)run;
+  if (!e->x) return QS_OK;
+  QS_CUDA_CHECK(cudaMemcpyAsync(x, e->x, x_bytes(e), cudaMemcpyDeviceToHost, e->ctx.stream));
+  QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
+fail:
+  return status;
+}
+
+static qs_status cuda_set_x(struct qs_qengine *base, const struct qs_qrun *run, const float *x) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  (void)run;
+  if (!e->x) return QS_OK;
+  QS_CUDA_CHECK(cudaMemcpyAsync(e->x, x, x_bytes(e), cudaMemcpyHostToDevice, e->ctx.stream));
+  QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
+fail:
+  return status;
+}
+
+static long long cuda_device_peak(struct qs_qengine *base) {
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  qs_dctx_sample_memory(&e->ctx);
+  return e->ctx.peak;
+}
+
+static void cuda_free(struct qs_qengine *base) {
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  if (!e) return;
+  if (e->ctx.stream) cudaStreamSynchronize(e->ctx.stream);
+  qs_wstream_free(&e->ws);
+  qs_dlayer_free(&e->L);
+  qs_dseq_free(&e->seq);
+  cudaFree(e->x);
+  cudaFree(e->att);
+  cudaFree(e->act);
+  if (e->pin) cudaFreeHost(e->pin);
+  qs_dcomm_free(e->dcomm);
+  qs_dctx_free(&e->ctx);
+  free(e);
+}
+
+// This rank's leaves and samples (quantize_cuda.h); more ranks than leaves is an error.
+static qs_status plan_samples(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_calib *cal) {
+  qs_status status = QS_OK;
+  int P = qs_comm_size(run->data);
+  e->n_leaves = QS_MIN((long long)QS_HESSIAN_LEAVES, (long long)cal->n);
+  if (P > e->n_leaves)
+    QS_FAIL(QS_ERR_ARG, "--device cuda: %d data ranks but the calibration set is summed in %lld fixed Hessian "
+            "leaves (min(%d, samples)); use at most %lld ranks per stage", P, e->n_leaves, QS_HESSIAN_LEAVES,
+            e->n_leaves);
+  qs_comm_split_range(e->n_leaves, P, qs_comm_rank(run->data), &e->leaf0, &e->leaf1);
+  long long b0, b1, dummy;
+  qs_comm_split_range(cal->n, (int)e->n_leaves, (int)e->leaf0, &b0, &dummy);
+  qs_comm_split_range(cal->n, (int)e->n_leaves, (int)e->leaf1 - 1, &dummy, &b1);
+  run->n_samples = cal->n;
+  run->T = cal->seqlen;
+  run->s0 = b0;
+  run->s1 = b1;
+  e->B = (int)(b1 - b0);
+  e->T = cal->seqlen;
+fail:
+  return status;
+}
+
+// The down_proj inputs stay on the device when, after them, there is still room for about two raw
+// layers and three K x K fp32 buffers of the widest Hessian (sum, leaf, factor) plus 2 GiB.
+static qs_status reserve_act(struct qs_cuda_engine *e, struct qs_qrun *run) {
+  qs_status status = QS_OK;
+  const struct qs_config *c = &run->m->cfg;
+  size_t bytes = (size_t)e->B * e->T * c->intermediate * qs_dtype_size(e->ctx.dt), fr = 0, total = 0;
+  long long mode = qs_param_cuda_store_act();
+  int no[QS_LW_COUNT], ni[QS_LW_COUNT];
+  double layer = 0, kmax = QS_MAX(c->intermediate, c->hidden);
+  qs_dlayer_shapes(c, no, ni);
+  for (int i = 0; i < QS_LW_COUNT; i++) layer += (double)no[i] * ni[i] * 4; // fp32 upper bound
+  QS_CUDA_CHECK(cudaMemGetInfo(&fr, &total));
+  double need = (double)bytes + 2 * layer + 3 * kmax * kmax * 4 + 2.0 * (1 << 30);
+  if (mode == 0 || (mode < 0 && need > (double)fr)) {
+    qs_log0("cuda engine: down_proj inputs (%.1f GiB) recomputed, not stored (%.1f GiB free)",
+            (double)bytes / (1 << 30), (double)fr / (1 << 30));
+    return QS_OK;
+  }
+  QS_CUDA_CHECK(cudaMalloc(&e->act, bytes));
+fail:
+  return status;
+}
+
+static qs_status embed_samples(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_calib *cal) {
+  qs_status status = QS_OK;
+  const struct qs_config *c = &run->m->cfg;
+  size_t hd = (size_t)c->n_heads * c->head_dim;
+  QS_CUDA_CHECK(cudaMalloc((void **)&e->x, x_bytes(e)));
+  QS_CUDA_CHECK(cudaMalloc(&e->att, (size_t)e->B * e->T * hd * qs_dtype_size(e->ctx.dt)));
+  for (long long b = 0; b < e->B; b++)
+    QS_TRY(qs_dfwd_embed(&e->ctx, run->m, cal->ids + (size_t)(run->s0 + b) * cal->seqlen, e->T, x_of(e, b)));
+  QS_TRY(qs_dseq_init(&e->seq, &e->ctx, e->T));
+  QS_TRY(reserve_act(e, run));
+fail:
+  return status;
+}
+
+qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = NULL;
+  const struct qs_qargs *a = run->a;
+  if (a->q.block_size > 0 && a->q.block_size != 128)
+    QS_FAIL(QS_ERR_UNSUPPORTED, "--device cuda: --block %d (the GPU solve is built for 128; use --device cpu)",
+            a->q.block_size);
+  QS_ALLOC(e, 1);
+  memset(e, 0, sizeof(*e));
+  e->base = (struct qs_qengine){.name = "cuda", .layer = cuda_layer, .get_x = cuda_get_x, .set_x = cuda_set_x,
+                                .device_peak = cuda_device_peak, .free = cuda_free};
+  QS_TRY(qs_dctx_init(&e->ctx, run->m, a->precision_f32 ? QS_DTYPE_F32 : QS_DTYPE_BF16));
+  QS_TRY(qs_dcomm_init(run->data, &e->dcomm));
+  qs_log0("cuda engine: %s activations, %s factor, device collectives: %s", a->precision_f32 ? "fp32" : "bf16",
+          a->factor_f64 ? "fp64" : "fp32", qs_dcomm_backend(e->dcomm));
+  if (cal) {
+    QS_TRY(plan_samples(e, run, cal));
+    QS_TRY(embed_samples(e, run, cal));
+  }
+  QS_TRY(qs_wstream_init(&e->ws, run->m));
+  QS_TRY(qs_wstream_prefetch(&e->ws, 0));
+  *out = &e->base;
+  return QS_OK;
+fail:
+  cuda_free(e ? &e->base : NULL);
+  return status;
+}
