@@ -252,13 +252,13 @@ static int qs_gf_key_cmp(const void *a, const void *b) {
   return (x->k > y->k) - (x->k < y->k);
 }
 
-// qs_quant_opts_check's rules (kernels/ cannot call src/ code: qs_core links this library).
-static qs_status qs_gf_opts_check(const struct qs_quant_opts *o, int64_t K, const char *name) {
+// qs_qopts_check's rules (kernels/ cannot call src/ code: the quant library links this one).
+static qs_status qs_gf_opts_check(const struct qs_qopts *o, int64_t K, const char *name) {
   qs_status status = QS_OK;
-  if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
-    QS_FAIL(QS_ERR_ARG, "%s: bits = %d, expected 2, 3, 4 or 8", name, o->bits);
-  if (o->group_size == 0 || o->group_size < -1)
-    QS_FAIL(QS_ERR_ARG, "%s: group size %d, expected -1 or a positive number", name, o->group_size);
+  if (o->grid.bits != 2 && o->grid.bits != 3 && o->grid.bits != 4 && o->grid.bits != 8)
+    QS_FAIL(QS_ERR_ARG, "%s: bits = %d, expected 2, 3, 4 or 8", name, o->grid.bits);
+  if (o->grid.group_size == 0 || o->grid.group_size < -1)
+    QS_FAIL(QS_ERR_ARG, "%s: group size %d, expected -1 or a positive number", name, o->grid.group_size);
   if (!(o->damp >= 0.0f && o->damp < 1.0f)) QS_FAIL(QS_ERR_ARG, "%s: damp %g, expected 0 <= damp < 1", name, (double)o->damp);
   if (K <= 0 || K > INT32_MAX) QS_FAIL(QS_ERR_ARG, "%s: %lld input columns", name, (long long)K);
 fail:
@@ -284,7 +284,7 @@ static qs_status qs_gf_prep_order(struct qs_gptq_prep_cuda *p, const float *H, f
     keys[k].k = (int32_t)k;
     sum += p->dead_host[k] ? 1.0 : (double)diag[k];
   }
-  if (p->opts.act_order) qsort(keys, (size_t)K, sizeof(*keys), qs_gf_key_cmp);
+  if (p->opts.act_order != QS_ACT_ORDER_NONE) qsort(keys, (size_t)K, sizeof(*keys), qs_gf_key_cmp);
   for (int64_t q = 0; q < K; q++) p->perm_host[q] = keys[q].k;
   *mean = (float)(sum / (double)K);
   QS_CUDA_CHECK(cudaMemcpyAsync(p->perm, p->perm_host, sizeof(int32_t) * (size_t)K, cudaMemcpyHostToDevice, stream));
@@ -372,7 +372,7 @@ fail:
 }
 
 extern "C" qs_status qs_gptq_prep_cuda_init(struct qs_gptq_prep_cuda *p, const float *H, int64_t K,
-                                            const struct qs_quant_opts *opts, int f64, const char *name,
+                                            const struct qs_qopts *opts, int f64, const char *name,
                                             cusolverDnHandle_t solver, cudaStream_t stream) {
   qs_status status = QS_OK;
   struct qs_gf_work w = {};

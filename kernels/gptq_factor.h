@@ -1,7 +1,7 @@
 // gptq_factor.h — the GPTQ inverse-Hessian factor on the GPU (cuSOLVER): U upper with
 // (H + damp·mean(diag H)·I)^-1 = UᵀU, computed as U = J L^-1 J (J reverses indices, L L^T = J H J),
 // with act-order permutation, dead columns and automatic damping raises exactly as
-// qs_gptq_prep_init (src/quant.h), which is the spec. A prepared factor feeds qs_gptq_quantize_cuda
+// qs_gptq_prep_init (src/quant/gptq.h), which is the spec. A prepared factor feeds qs_gptq_quantize_cuda
 // (gptq_solve.h).
 #ifndef QS_KERNEL_GPTQ_FACTOR_H
 #define QS_KERNEL_GPTQ_FACTOR_H
@@ -10,7 +10,8 @@
 #include <cusolverDn.h>
 
 #include "base/qs_common.h"
-#include "quant/quant.h"
+#include "quant/damp.h"
+#include "quant/method.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,7 +29,7 @@ qs_status qs_gptq_inverse_factor_cuda(float *A, int64_t K, int f64, int *info, c
 // public so that a caller may also fill one from a CPU prep (upload U, perm, dead).
 struct qs_gptq_prep_cuda {
   int64_t K;
-  struct qs_quant_opts opts; // block_size resolved (the GPU solve supports 128 only)
+  struct qs_qopts opts;      // block_size resolved (the GPU solve supports 128 only)
   int f64;                   // factorized in fp64
   float *U;                  // device [K, K] upper factor of the damped, permuted H^-1 (row-major)
   int32_t *perm;             // device [K] quantization order: position p quantizes column perm[p]
@@ -47,7 +48,7 @@ struct qs_gptq_prep_cuda {
 // (fp32, or fp64 when f64), and raises the damping x10 up to 3 times when potrf's devInfo > 0, then
 // QS_ERR_NUMERIC naming `name`. Non-finite H entries are QS_ERR_NUMERIC. Synchronous.
 qs_status qs_gptq_prep_cuda_init(struct qs_gptq_prep_cuda *prep, const float *H, int64_t K,
-                                 const struct qs_quant_opts *opts, int f64, const char *name,
+                                 const struct qs_qopts *opts, int f64, const char *name,
                                  cusolverDnHandle_t solver, cudaStream_t stream);
 void qs_gptq_prep_cuda_free(struct qs_gptq_prep_cuda *prep);
 

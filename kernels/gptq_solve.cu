@@ -7,8 +7,8 @@
 //     that starts inside the block does not see this block's eager updates (src/gptq.c);
 //  2. one fused kernel: each thread owns one row and keeps the block's 128 weights in registers,
 //     U[i1:i2, i1:i2] sits in shared memory (every thread reads the same element: broadcasts);
-//     for each column in order: code = clamp(rint(w/scale) + zero), q = scale*(code - zero),
-//     e = (w - q)/U[p,p], then w[j] -= e*U[p,j] for the later columns of the block. Products and
+//     for each column in order: code and value from the grid (quant/grid_int.h: the C reference's
+//     own code), e = (w - q)/U[p,p], then w[j] -= e*U[p,j] for the later columns of the block. Products and
 //     differences are separately rounded (__fmul_rn/__fsub_rn: no FMA contraction) as the CPU's
 //     plain C, so with the same inputs a block is bit-identical to qs_gptq_quantize_rows;
 //  3. W[:, i2:] -= Err·U[i1:i2, i2:] as one cublasSgemm (fp32; the only different summation order).
@@ -27,61 +27,37 @@
 
 #include "gptq_solve.h"
 #include "qs_cuda.h"
+#include "quant/grid_int.h"
 
 constexpr int QS_GS_BS = 128;      // lazy block (columns); the fused kernel is unrolled for it
 constexpr int QS_GS_THREADS = 64;  // rows per thread block of the fused kernel (one row per thread)
 constexpr int QS_GS_SMEM = QS_GS_BS * QS_GS_BS * (int)sizeof(float);
 
-// ---- the grid: qs_quant_grid_find, bit for bit -------------------------------------------------------
-
-__device__ __forceinline__ void qs_gs_grid_store(float xmin, float xmax, int bits, int sym, int min_zero,
-                                                 uint16_t *scale_out, uint8_t *zero_out) {
-  float maxq = (float)((1 << bits) - 1), zero;
-  if (sym) {
-    xmax = fabsf(xmin) > xmax ? fabsf(xmin) : xmax;
-    if (xmin < 0.0f) xmin = -xmax;
-  }
-  if (xmin == 0.0f && xmax == 0.0f) {
-    xmin = -1.0f;
-    xmax = 1.0f;
-  }
-  unsigned short h = __half_as_ushort(__float2half_rn(__fdiv_rn(__fsub_rn(xmax, xmin), maxq)));
-  if ((h & 0x7FFF) == 0) h = 0x0001;      // 2^-24, as qs_quant_scale_to_f16
-  if ((h & 0x7FFF) >= 0x7C00) h = 0x7BFF; // 65504
-  float scale = __half2float(__ushort_as_half(h));
-  if (sym) {
-    zero = (maxq + 1.0f) / 2.0f;
-  } else {
-    float z = rintf(__fdiv_rn(-xmin, scale)), zmin = (float)min_zero;
-    zero = z < zmin ? zmin : (z > maxq ? maxq : z);
-  }
-  *scale_out = h;
-  *zero_out = (uint8_t)zero;
-}
+// ---- the grid: qs_grid_find of quant/grid.c, bit for bit (the same grid_int.h code) ------------------
 
 // One warp per (row, group gi of ng): the group covers columns [c_first + gi*span, +span) clipped at
 // cend of x (row stride ldx); dead (or NULL) zeroes columns. Writes scales/zeros[row*G + g0 + gi].
 // min/max use the CPU's select forms, so a -0.0 never replaces the initial +0.0.
 __global__ void qs_gs_grid_kernel(const float *x, int64_t ldx, int64_t nrows, int64_t c_first, int64_t span,
-                                  int64_t cend, int64_t g0, int64_t ng, const uint8_t *dead, int bits, int sym,
-                                  int min_zero, uint16_t *scales, uint8_t *zeros, int64_t G) {
+                                  int64_t cend, int64_t g0, int64_t ng, const uint8_t *dead, struct qs_grid grid,
+                                  float *scales, uint8_t *zeros, int64_t G) {
   int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   int lane = threadIdx.x & 31;
   if (warp >= nrows * ng) return;
   int64_t row = warp / ng, gi = warp % ng, cs = c_first + gi * span, ce = QS_MIN(cs + span, cend);
   const float *xr = x + row * ldx;
   float xmin = 0.0f, xmax = 0.0f;
-  for (int64_t c = cs + lane; c < ce; c += 32) {
-    float v = (dead && dead[c]) ? 0.0f : xr[c];
-    xmin = v < xmin ? v : xmin;
-    xmax = v > xmax ? v : xmax;
-  }
+  for (int64_t c = cs + lane; c < ce; c += 32) qs_grid_int_minmax((dead && dead[c]) ? 0.0f : xr[c], &xmin, &xmax);
   for (int off = 16; off > 0; off >>= 1) {
     float a = __shfl_xor_sync(0xffffffffu, xmin, off), b = __shfl_xor_sync(0xffffffffu, xmax, off);
-    xmin = a < xmin ? a : xmin;
-    xmax = b > xmax ? b : xmax;
+    qs_grid_int_minmax(a, &xmin, &xmax);
+    qs_grid_int_minmax(b, &xmin, &xmax);
   }
-  if (lane == 0) qs_gs_grid_store(xmin, xmax, bits, sym, min_zero, scales + row * G + g0 + gi, zeros + row * G + g0 + gi);
+  if (lane == 0) {
+    struct qs_qparams p = qs_grid_int_params(xmin, xmax, grid.bits, grid.sym, grid.min_zero, grid.scale_dtype);
+    scales[row * G + g0 + gi] = p.scale;
+    zeros[row * G + g0 + gi] = (uint8_t)p.zero;
+  }
 }
 
 // ---- permute in / scatter out -------------------------------------------------------------------------
@@ -126,7 +102,7 @@ __global__ void qs_gs_scatter_kernel(const float *Wp, const uint8_t *codes_p, in
 template <int BS>
 __global__ void __launch_bounds__(QS_GS_THREADS)
 qs_gs_block_kernel(float *Wp, int64_t ldp, int64_t nrows, int64_t i1, int count, const float *U, int64_t K,
-                   const int32_t *perm, int gs, int static_groups, const uint16_t *scales, const uint8_t *zeros,
+                   const int32_t *perm, int gs, int static_groups, const float *scales, const uint8_t *zeros,
                    int64_t G, float maxq, uint8_t *codes_p, float *Err, int64_t lde, double *loss) {
   extern __shared__ float su[]; // [BS][BS]: su[i*BS + j] = U[i1+i, i1+j], j >= i, zero elsewhere
   __shared__ int sg[BS];        // group (scales/zeros column) of position i1+i
@@ -150,23 +126,22 @@ qs_gs_block_kernel(float *Wp, int64_t ldp, int64_t nrows, int64_t i1, int count,
     w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
     cw[c] = 0u;
   }
-  const uint16_t *srow = scales + row * G;
+  const float *srow = scales + row * G;
   const uint8_t *zrow = zeros + row * G;
   double ls = loss[row];
   int cur = -1;
-  float scale = 1.0f, zero = 0.0f;
+  struct qs_qparams gp = {1.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < BS; i++) {
     if (i < count) {
       if (sg[i] != cur) {
         cur = sg[i];
-        scale = __half2float(__ushort_as_half(srow[cur]));
-        zero = (float)zrow[cur];
+        gp.scale = srow[cur];
+        gp.zero = (float)zrow[cur];
       }
       float x = w[i], d = su[i * BS + i];
-      float q = __fadd_rn(rintf(__fdiv_rn(x, scale)), zero);
-      q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
-      float wq = __fmul_rn(scale, __fsub_rn(q, zero)), diff = __fsub_rn(x, wq), e = __fdiv_rn(diff, d);
+      float q = qs_grid_int_code(gp, x, maxq);
+      float wq = qs_grid_int_value(gp, q), diff = __fsub_rn(x, wq), e = __fdiv_rn(diff, d);
       ls = __dadd_rn(ls, __ddiv_rn(__dmul_rn((double)diff, (double)diff), __dmul_rn((double)d, (double)d)));
       cw[i / 4] |= (uint32_t)q << (8 * (i % 4));
       Err[i * lde + row] = e;
@@ -197,12 +172,12 @@ struct qs_gs_work {
 
 static qs_status qs_gs_grid_launch(const float *x, int64_t ldx, int64_t nrows, int64_t c_first, int64_t span,
                                    int64_t K, int64_t g0, int64_t ng, const uint8_t *dead,
-                                   const struct qs_quant_opts *o, uint16_t *scales, uint8_t *zeros, int64_t G,
+                                   const struct qs_qopts *o, float *scales, uint8_t *zeros, int64_t G,
                                    cudaStream_t stream) {
   qs_status status = QS_OK;
   int64_t threads = nrows * ng * 32;
-  qs_gs_grid_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, stream>>>(
-      x, ldx, nrows, c_first, span, K, g0, ng, dead, o->bits, o->sym, o->min_zero, scales, zeros, G);
+  qs_gs_grid_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, stream>>>(x, ldx, nrows, c_first, span, K, g0, ng,
+                                                                            dead, o->grid, scales, zeros, G);
   QS_CUDA_CHECK(cudaGetLastError());
 fail:
   return status;
@@ -210,21 +185,22 @@ fail:
 
 // One lazy block: grids of groups starting in it (non-static), the fused kernel, the sgemm.
 static qs_status qs_gs_block_launch(const struct qs_gptq_prep_cuda *prep, struct qs_gs_work *wk, int64_t nrows,
-                                    int64_t row_tile, int64_t i1, uint16_t *scales, uint8_t *zeros,
+                                    int64_t row_tile, int64_t i1, float *scales, uint8_t *zeros,
                                     cublasHandle_t blas, cudaStream_t stream) {
   qs_status status = QS_OK;
-  const struct qs_quant_opts *o = &prep->opts;
-  const int64_t K = prep->K, i2 = QS_MIN(i1 + QS_GS_BS, K), gs = o->group_size;
+  const struct qs_qopts *o = &prep->opts;
+  const int64_t K = prep->K, i2 = QS_MIN(i1 + QS_GS_BS, K), gs = o->grid.group_size;
+  const int static_groups = o->act_order == QS_ACT_ORDER_STATIC;
   const float minus1 = -1.0f, one = 1.0f;
-  if (gs > 0 && !o->static_groups) {
+  if (gs > 0 && !static_groups) {
     int64_t glo = QS_CEIL_DIV(i1, gs), ghi = QS_CEIL_DIV(i2, gs);
     if (ghi > glo)
       QS_TRY(qs_gs_grid_launch(wk->Wp, wk->ldp, nrows, glo * gs, gs, K, glo, ghi - glo, NULL, o, scales, zeros,
                                wk->G, stream));
   }
   qs_gs_block_kernel<QS_GS_BS><<<(unsigned)QS_CEIL_DIV(nrows, QS_GS_THREADS), QS_GS_THREADS, QS_GS_SMEM, stream>>>(
-      wk->Wp, wk->ldp, nrows, i1, (int)(i2 - i1), prep->U, K, prep->perm, o->group_size, o->static_groups, scales,
-      zeros, wk->G, (float)((1 << o->bits) - 1), wk->codes_p, wk->Err, wk->lde, wk->loss);
+      wk->Wp, wk->ldp, nrows, i1, (int)(i2 - i1), prep->U, K, prep->perm, o->grid.group_size, static_groups, scales,
+      zeros, wk->G, (float)((1 << o->grid.bits) - 1), wk->codes_p, wk->Err, wk->lde, wk->loss);
   QS_CUDA_CHECK(cudaGetLastError());
   // Row-major Wp[:, i2:K] -= Err[rows, 128] · U[i1:i2, i2:K], column-major: C (K-i2 x nrows, ld ldp)
   // -= A (U block, K-i2 x 128, ld K) · (Err as nrows x 128, ld lde)ᵀ.
@@ -243,14 +219,14 @@ fail:
 // Grids fixed before the solve: one per row on the original row (dead columns included, as the
 // reference finds them before zeroing), or static groups on the original columns, dead zeroed.
 static qs_status qs_gs_pregrids(const struct qs_gptq_prep_cuda *prep, const float *W, int64_t nrows,
-                                uint16_t *scales, uint8_t *zeros, int64_t G, cudaStream_t stream) {
+                                float *scales, uint8_t *zeros, int64_t G, cudaStream_t stream) {
   qs_status status = QS_OK;
-  const struct qs_quant_opts *o = &prep->opts;
-  if (o->group_size <= 0)
+  const struct qs_qopts *o = &prep->opts;
+  if (o->grid.group_size <= 0)
     QS_TRY(qs_gs_grid_launch(W, prep->K, nrows, 0, prep->K, prep->K, 0, 1, NULL, o, scales, zeros, G, stream));
-  else if (o->static_groups)
-    QS_TRY(qs_gs_grid_launch(W, prep->K, nrows, 0, o->group_size, prep->K, 0, G, prep->dead, o, scales, zeros, G,
-                             stream));
+  else if (o->act_order == QS_ACT_ORDER_STATIC)
+    QS_TRY(qs_gs_grid_launch(W, prep->K, nrows, 0, o->grid.group_size, prep->K, 0, G, prep->dead, o, scales, zeros,
+                             G, stream));
 fail:
   return status;
 }
@@ -295,18 +271,18 @@ static void qs_gs_work_free(struct qs_gs_work *wk, cudaStream_t stream) {
 }
 
 extern "C" qs_status qs_gptq_quantize_cuda(const struct qs_gptq_prep_cuda *prep, float *W, int64_t nrows,
-                                           uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *row_loss,
+                                           uint8_t *codes, float *scales, uint8_t *zeros, float *row_loss,
                                            cublasHandle_t blas, cudaStream_t stream) {
   return qs_gptq_quantize_tiled_cuda(prep, W, nrows, 0, codes, scales, zeros, row_loss, blas, stream);
 }
 
 extern "C" qs_status qs_gptq_quantize_tiled_cuda(const struct qs_gptq_prep_cuda *prep, float *W, int64_t nrows,
-                                                 int64_t row_tile, uint8_t *codes, uint16_t *scales, uint8_t *zeros,
+                                                 int64_t row_tile, uint8_t *codes, float *scales, uint8_t *zeros,
                                                  float *row_loss, cublasHandle_t blas, cudaStream_t stream) {
   qs_status status = QS_OK;
   struct qs_gs_work wk = {};
-  const int64_t K = prep->K;
-  const int64_t G = prep->opts.group_size <= 0 ? 1 : QS_CEIL_DIV(K, (int64_t)prep->opts.group_size);
+  const int64_t K = prep->K, gs = prep->opts.grid.group_size;
+  const int64_t G = gs <= 0 ? 1 : QS_CEIL_DIV(K, gs);
   unsigned long long bad = 0;
   unsigned ry = (unsigned)QS_MIN(nrows, (int64_t)65535);
   QS_TRY(qs_gs_check(prep, nrows, blas));

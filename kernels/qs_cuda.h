@@ -4,9 +4,19 @@
 #ifndef QS_CUDA_H
 #define QS_CUDA_H
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <cusolverDn.h>
 
 #include "base/qs_common.h"
+
+// The handles a GPU method entry works with (quant/method.h): both bound to `stream`; the cuBLAS
+// handle in default math (no TF32).
+struct qs_cuda_ctx {
+  cublasHandle_t blas;
+  cusolverDnHandle_t solver;
+  cudaStream_t stream;
+};
 
 #define QS_CUDA_CHECK(call)                                                             \
   do {                                                                                  \

@@ -5,7 +5,8 @@
 #
 #   scripts/bench_quality.sh MODEL_DIR CONFIG...
 #     CONFIG: fp                                  the unquantized model (qshard eval)
-#             METHOD:BITS:GROUP[:act][:asym]      e.g. rtn:3:128  gptq:4:128:act  gptq:8:-1
+#             METHOD:BITS:GROUP[:act|:actgroup][:asym]   e.g. rtn:3:128  gptq:4:128:act  gptq:8:-1
+#             (act: --act-order, static groups; actgroup: --act-order=group, permuted groups)
 #
 # Environment (defaults in brackets):
 #   QSHARD        the qshard binary [build/qshard]
@@ -90,14 +91,16 @@ quantize() {
     $(eval_args "$spec") --out "$ck" --force > "$log" 2>&1 || { tail -n 5 "$log"; die "quantize $name failed (log $log)"; }
 }
 
-run_q() { # METHOD:BITS:GROUP[:act][:asym]
+run_q() { # METHOD:BITS:GROUP[:act|:actgroup][:asym]
   local cfg=$1 method bits gs act=no sym=--sym _rest
   IFS=: read -r method bits gs _rest <<< "$cfg"
-  [[ :$cfg: == *:act:* ]] && act=yes
+  [[ :$cfg: == *:act:* ]] && act=static
+  [[ :$cfg: == *:actgroup:* ]] && act=group
   [[ :$cfg: == *:asym:* ]] && sym=--asym
   local opts=(--method "$method" --bits "$bits" --group-size "$gs" "$sym")
   local calib=-
-  [ "$act" = yes ] && opts+=(--act-order)
+  [ "$act" = static ] && opts+=(--act-order)
+  [ "$act" = group ] && opts+=(--act-order=group)
   if [ "$method" = gptq ]; then # rtn needs no calibration: weights only
     [ -n "${QS_CALIB:-}" ] || die "$cfg: QS_CALIB is required for gptq"
     opts+=(--calib "$QS_CALIB" --samples "$SAMPLES" --seqlen "$SEQLEN")

@@ -107,7 +107,7 @@ static int bench_layer(const struct qs_config *c, const char *name, int T, int r
   double best = 1e30;
   for (int r = 0; r < reps + 1; r++) {
     double t0 = qs_time_now();
-    QS_TRY(qs_layer_forward(c, inv, &L, x, 1, T, &ws, NULL, NULL));
+    QS_TRY(qs_layer_forward(c, inv, &L, x, 1, T, &ws));
     double dt = qs_time_now() - t0;
     if (r > 0 && dt < best) best = dt;
   }

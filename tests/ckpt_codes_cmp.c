@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "io/config.h"
-#include "quant/quant.h"
+#include "formats/gptq.h"
 #include "io/safetensors.h"
 
 static int cmp_module(const struct qs_ckpt *a, const struct qs_ckpt *b, const struct qs_st_tensor *ta, int bits,

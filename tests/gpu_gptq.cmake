@@ -1,5 +1,5 @@
 # tests/gpu_gptq.cmake — the GPU building blocks of GPTQ (kernels/hessian, gptq_factor, gptq_solve,
-# gptq_pack) against their CPU references in src/quant.h (label gpu). Built only with the CUDA backend;
+# rtn) against their CPU references in src/quant/ (label gpu). Built only with the CUDA backend;
 # the program exits 77 (skipped) without a CUDA device. `test_gptq_cuda --bench` times the phases on
 # llama-3-8b / 70b shapes.
 if(QS_USE_CUDA)

@@ -1,8 +1,8 @@
-// test_forward.c — the decoder layer (src/forward.c) and model loading (src/model.c):
+// test_forward.c — the decoder layer (src/model/forward.c) and model loading (src/model/model.c):
 //  * a layer with random weights built in memory (Qwen2-style q/k/v biases, head_dim*heads != hidden):
 //    the batched forward equals a per-sequence composition of the ops bit for bit, sequences do not
-//    influence each other, the group hooks see the documented inputs in order and their weight
-//    replacement is what the forward applies;
+//    influence each other, the steps (qs_layer_step) expose the documented group inputs in order and
+//    weights replaced between steps are what the forward applies;
 //  * loading small checkpoints written here: bf16 weights, errors (wrong shape, missing tensor,
 //    untied without lm_head), a GPTQ v1 linear dequantized exactly (v2 / AWQ refused);
 //  * stories260K (shared data): teacher-forced argmax of the real model reproduces greedy_ids.json.
@@ -14,7 +14,7 @@
 
 #include "model/model.h"
 #include "model/ops.h"
-#include "quant/quant.h"
+#include "formats/gptq.h"
 #include "qs_test.h"
 
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
@@ -100,6 +100,21 @@ static qs_status rec_hook(void *ctx, enum qs_group g, struct qs_layer *L, const 
   return QS_OK;
 }
 
+// qs_layer_step in order, with a caller's hook between a group's input and its use (what the
+// quantize pipeline does): the hook sees each group's input and may replace the group's weights.
+typedef qs_status (*hook_fn)(void *ctx, enum qs_group g, struct qs_layer *L, const float *X, int rows, int K);
+static qs_status forward_hooked(const struct qs_config *c, const float *inv, struct qs_layer *L, float *x, int B, int T,
+                                struct qs_fwd *ws, hook_fn hook, void *ctx) {
+  qs_status st = QS_OK;
+  for (int s = 0; s <= QS_GROUP_COUNT && st == QS_OK; s++) {
+    const float *X = NULL;
+    int K = 0;
+    st = qs_layer_step(c, inv, L, x, B, T, ws, s, &X, &K);
+    if (st == QS_OK && s < QS_GROUP_COUNT) st = hook(ctx, (enum qs_group)s, L, X, B * T, K);
+  }
+  return st;
+}
+
 static void test_layer_in_memory(void) {
   struct qs_config c = tiny_config();
   enum { B = 3, T = 7 };
@@ -120,7 +135,7 @@ static void test_layer_in_memory(void) {
   struct rec r = {0};
   CHECK_EQ_INT(qs_fwd_init(&ws, &c, B, T), QS_OK);
   memcpy(x, x0, sizeof(float) * B * T * Hd);
-  CHECK_EQ_INT(qs_layer_forward(&c, inv, &L, x, B, T, &ws, rec_hook, &r), QS_OK);
+  CHECK_EQ_INT(forward_hooked(&c, inv, &L, x, B, T, &ws, rec_hook, &r), QS_OK);
   CHECK(memcmp(x, xd, sizeof(float) * B * T * Hd) == 0);  // same ops in the same order: same bits
   const enum qs_group order[4] = {QS_GROUP_QKV, QS_GROUP_O, QS_GROUP_GATE_UP, QS_GROUP_DOWN};
   const int Ks[4] = {Hd, qd, Hd, I};
@@ -134,16 +149,16 @@ static void test_layer_in_memory(void) {
   }
   // One sequence alone gives the bits it had in the batch (its neighbours do not matter).
   memcpy(x, x0 + 2 * T * Hd, sizeof(float) * T * Hd);
-  CHECK_EQ_INT(qs_layer_forward(&c, inv, &L, x, 1, T, &ws, NULL, NULL), QS_OK);
+  CHECK_EQ_INT(qs_layer_forward(&c, inv, &L, x, 1, T, &ws), QS_OK);
   CHECK(memcmp(x, xd + 2 * T * Hd, sizeof(float) * T * Hd) == 0);
   // Weights replaced by the hook are the ones applied: zero o_proj and down_proj leave x as it was.
   struct rec z = {.zeros = calloc((size_t)Hd * (qd > I ? qd : I), sizeof(float))};
   memcpy(x, x0, sizeof(float) * B * T * Hd);
-  CHECK_EQ_INT(qs_layer_forward(&c, inv, &L, x, B, T, &ws, rec_hook, &z), QS_OK);
+  CHECK_EQ_INT(forward_hooked(&c, inv, &L, x, B, T, &ws, rec_hook, &z), QS_OK);
   CHECK(memcmp(x, x0, sizeof(float) * B * T * Hd) == 0);
   L.o.w = z.saved_o, L.down.w = z.saved_down;
   // A sequence longer than the workspace is refused.
-  CHECK(qs_layer_forward(&c, inv, &L, x, 1, T + 1, &ws, NULL, NULL) != QS_OK);
+  CHECK(qs_layer_forward(&c, inv, &L, x, 1, T + 1, &ws) != QS_OK);
   for (int i = 0; i < 8; i++) free(r.X[i]), free(z.X[i]);
   free(z.zeros), free(x0), free(x), free(xd), free(d.x_qkv), free(d.x_o), free(d.x_gu), free(d.x_down);
   qs_fwd_free(&ws);

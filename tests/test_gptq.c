@@ -1,19 +1,27 @@
-// test_gptq.c — unit tests of the quantization grid, RTN and GPTQ (src/rtn.c, src/gptq.c).
+// test_gptq.c — unit tests of the INT quantization grid (quant/grid.h, grid_int.h), RTN (the method
+// row qs_method_rtn, quant/rtn.c) and GPTQ (quant/gptq.h), plus GPTQ -> GPTQ v1 packing
+// (formats/gptq.h).
 // Run: ctest --test-dir build -R test_gptq --output-on-failure
-// What is checked: the grid on hand-computed cases (half-to-even, clamping, fp16 scales), the
-// Hessian against its definition and the reference's running scaling, the J L^-1 J factor against
-// chol -> inverse -> chol and a float64 truth (derived tolerances), GPTQ bit for bit against a
-// literal port of the reference loop, GPTQ beating RTN on correlated inputs, GPTQ == RTN for H = I,
-// g_idx / scales consistency with Q, row-split bit identity, dead columns, damping raises, ragged
-// groups, and GPTQ -> pack -> unpack reproducing Q exactly.
+// What is checked: qs_grid_find / qs_grid_code on hand-computed cases (half-to-even, clamping, fp16
+// scales), the Hessian against its definition and the reference's running scaling, the J L^-1 J
+// factor against chol -> inverse -> chol and a float64 truth (derived tolerances),
+// qs_gptq_quantize_rows bit for bit against a literal port of the reference loop, GPTQ beating RTN
+// on correlated inputs, GPTQ == RTN for H = I, g_idx / scales consistency with Q (scales are float
+// values exactly representable in fp16; the checkpoint stores qs_f32_to_f16 of them), row-split bit
+// identity, dead columns, damping raises, ragged groups, and GPTQ -> qs_gptq_pack -> unpack
+// reproducing Q exactly. Act-order modes: QS_ACT_ORDER_STATIC (groups on the original columns) and
+// QS_ACT_ORDER_GROUP (groups over quantization positions).
 #include <cblas.h>
 #include <float.h>
 #include <lapacke.h>
 #include <stdint.h>
 
 #include "base/dtype.h"
+#include "formats/gptq.h"
 #include "qs_test.h"
-#include "quant/quant.h"
+#include "quant/gptq.h"
+#include "quant/grid.h"
+#include "quant/method.h"
 
 // ---- deterministic random numbers -----------------------------------------------------------------
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -77,33 +85,53 @@ static float *dup(const float *x, size_t n) {
 static void test_grid(void) {
   // Symmetric 4-bit, xmax 7.5: scale = 15/15 = 1 exactly, zero 8. 2.5 -> rint 2 (half to even),
   // 3.5 -> 4, 7.5 -> 8 + 8 = 16 clamps to 15, -7.5 -> -8 + 8 = 0.
+  // Grids: (bits, sym, min_zero) as the old qs_quant_grid_find arguments, fp16 scales.
+  struct qs_grid s4 = qs_grid_default(), a4 = qs_grid_default(), a8 = qs_grid_default();
+  s4.bits = 4, s4.sym = 1, s4.min_zero = 0, s4.scale_dtype = QS_DTYPE_F16;
+  a4.bits = 4, a4.sym = 0, a4.min_zero = 0, a4.scale_dtype = QS_DTYPE_F16;
+  a8.bits = 8, a8.sym = 0, a8.min_zero = 0, a8.scale_dtype = QS_DTYPE_F16;
   float x[] = {2.5f, 3.5f, 7.5f, -7.5f, -0.4f};
-  struct qs_quant_grid g = qs_quant_grid_find(x, 5, 4, 1, 0);
-  CHECK(g.scale == 1.0f && g.zero == 8.0f && g.scale_f16 == qs_f32_to_f16(1.0f));
-  CHECK_EQ_INT(qs_quant_code(x[0], g, 15.0f), 10);
-  CHECK_EQ_INT(qs_quant_code(x[1], g, 15.0f), 12);
-  CHECK_EQ_INT(qs_quant_code(x[2], g, 15.0f), 15);
-  CHECK_EQ_INT(qs_quant_code(x[3], g, 15.0f), 0);
-  CHECK_EQ_INT(qs_quant_code(x[4], g, 15.0f), 8); // rint(-0.4) = -0
+  struct qs_qparams g = qs_grid_find(&s4, x, 5);
+  CHECK(g.scale == 1.0f && g.zero == 8.0f && qs_f32_to_f16(g.scale) == qs_f32_to_f16(1.0f));
+  CHECK_EQ_INT(qs_grid_code(&s4, g, x[0]), 10);
+  CHECK_EQ_INT(qs_grid_code(&s4, g, x[1]), 12);
+  CHECK_EQ_INT(qs_grid_code(&s4, g, x[2]), 15);
+  CHECK_EQ_INT(qs_grid_code(&s4, g, x[3]), 0);
+  CHECK_EQ_INT(qs_grid_code(&s4, g, x[4]), 8); // rint(-0.4) = -0
   // Asymmetric 4-bit on {-1, 0.5, 2}: scale = fp16(3/15) = 0.199951171875, zero = rint(5.0012) = 5;
   // codes rint(-5.0012)+5 = 0, rint(2.5006)+5 = 8, rint(10.0024)+5 = 15.
   float y[] = {-1.0f, 0.5f, 2.0f};
-  g = qs_quant_grid_find(y, 3, 4, 0, 0);
+  g = qs_grid_find(&a4, y, 3);
   CHECK(g.scale == 0.199951171875f && g.zero == 5.0f);
-  CHECK_EQ_INT(qs_quant_code(y[0], g, 15.0f), 0);
-  CHECK_EQ_INT(qs_quant_code(y[1], g, 15.0f), 8);
-  CHECK_EQ_INT(qs_quant_code(y[2], g, 15.0f), 15);
+  CHECK_EQ_INT(qs_grid_code(&a4, g, y[0]), 0);
+  CHECK_EQ_INT(qs_grid_code(&a4, g, y[1]), 8);
+  CHECK_EQ_INT(qs_grid_code(&a4, g, y[2]), 15);
   // All positive: xmin = 0 -> zero 0. All zero: range [-1, 1] -> scale fp16(2/15), sym zero 8.
   float p[] = {1.0f, 3.0f};
-  g = qs_quant_grid_find(p, 2, 8, 0, 0);
+  g = qs_grid_find(&a8, p, 2);
   CHECK(g.zero == 0.0f && g.scale == qs_f16_to_f32(qs_f32_to_f16(3.0f / 255.0f)));
   float z[] = {0.0f, 0.0f};
-  g = qs_quant_grid_find(z, 2, 4, 1, 0);
+  g = qs_grid_find(&s4, z, 2);
   CHECK(g.zero == 8.0f && g.scale == qs_f16_to_f32(qs_f32_to_f16(2.0f / 15.0f)));
   // A range below fp16's resolution keeps a usable (non-zero) scale: 2^-24.
   float t[] = {1e-12f};
-  g = qs_quant_grid_find(t, 1, 4, 1, 0);
+  g = qs_grid_find(&s4, t, 1);
   CHECK(g.scale == ldexpf(1.0f, -24));
+}
+
+// RTN through its method row (qs_method_rtn: prep without a Hessian, rows, free): W [N, K] is
+// replaced by its dequantized values; codes [N, K], scales/zeros [N, G]. Non-finite weights fail.
+static qs_status run_rtn(float *W, int64_t N, int64_t K, const struct qs_qopts *o, uint8_t *codes, float *scales,
+                         uint8_t *zeros) {
+  void *state = NULL;
+  struct qs_qprep_info info;
+  struct qs_qrows rows = {.codes = codes, .scales = scales, .zeros = zeros, .loss = NULL};
+  const struct qs_method *rtn = qs_method_find("rtn");
+  qs_status st = rtn->prep(o, NULL, K, "test.rtn", &state, &info);
+  if (st != QS_OK) return st;
+  st = rtn->rows(state, W, N, 0, &rows);
+  rtn->free(state);
+  return st;
 }
 
 // RTN on a ragged last group (K = 100, group 32 -> groups of 32, 32, 32, 4): each group's grid is
@@ -114,21 +142,22 @@ static void test_rtn_ragged(void) {
   enum { N = 5, K = 100 };
   float W[N * K], Q[N * K];
   uint8_t codes[N * K], zeros[N * 4];
-  uint16_t scales[N * 4];
+  float scales[N * 4];
   fill_gauss(W, N * K, 0.05f);
   memcpy(Q, W, sizeof(W));
   for (int sym = 0; sym <= 1; sym++) {
-    struct qs_quant_opts o = qs_quant_opts_default();
-    o.group_size = 32;
-    o.sym = sym;
+    struct qs_qopts o = qs_qopts_default();
+    o.grid.group_size = 32;
+    o.grid.sym = sym;
+    o.grid.min_zero = 0, o.grid.scale_dtype = QS_DTYPE_F16;
     memcpy(Q, W, sizeof(W));
-    CHECK(qs_rtn_quantize_rows(Q, N, K, &o, codes, scales, zeros) == QS_OK);
-    CHECK_EQ_INT(qs_quant_n_groups(K, 32), 4);
+    CHECK(run_rtn(Q, N, K, &o, codes, scales, zeros) == QS_OK);
+    CHECK_EQ_INT(qs_grid_n_groups(&o.grid, K), 4);
     for (int r = 0; r < N; r++) {
-      struct qs_quant_grid g = qs_quant_grid_find(W + r * K + 96, 4, 4, sym, 0);
-      CHECK(scales[r * 4 + 3] == g.scale_f16 && zeros[r * 4 + 3] == (uint8_t)g.zero);
+      struct qs_qparams g = qs_grid_find(&o.grid, W + r * K + 96, 4); // 4 bits, min_zero 0
+      CHECK(qs_f32_to_f16(scales[r * 4 + 3]) == qs_f32_to_f16(g.scale) && zeros[r * 4 + 3] == (uint8_t)g.zero);
       for (int k = 0; k < K; k++) {
-        float s = qs_f16_to_f32(scales[r * 4 + k / 32]);
+        float s = qs_f16_to_f32(qs_f32_to_f16(scales[r * 4 + k / 32])); // the scale as fp16 stores it
         CHECK(fabsf(W[r * K + k] - Q[r * K + k]) <= s * (1.0f + 15.0f / 2048.0f));
         CHECK(Q[r * K + k] == s * ((float)codes[r * K + k] - zeros[r * 4 + k / 32]));
       }
@@ -239,14 +268,20 @@ static void test_update_block(void) {
 struct result {
   float *Q;
   uint8_t *codes, *zeros;
-  uint16_t *scales;
+  float *scales; // exactly representable in fp16 (the grid's scale dtype)
   float *loss;
   int32_t *g_idx;
 };
 static struct result result_new(int N, int K, int G) {
   struct result r = {malloc(sizeof(float) * N * K), malloc((size_t)N * K), malloc((size_t)N * G),
-                     malloc(sizeof(uint16_t) * N * G), malloc(sizeof(float) * N), malloc(sizeof(int32_t) * K)};
+                     malloc(sizeof(float) * N * G), malloc(sizeof(float) * N), malloc(sizeof(int32_t) * K)};
   return r;
+}
+// The library's output view of rows [r0, ...) of r.
+static struct qs_qrows result_rows(const struct result *r, int r0, int K, int G) {
+  struct qs_qrows q = {r->codes + (size_t)r0 * K, r->scales + (size_t)r0 * G, r->zeros + (size_t)r0 * G,
+                       r->loss + r0};
+  return q;
 }
 static void result_free(struct result *r) {
   free(r->Q);
@@ -258,18 +293,19 @@ static void result_free(struct result *r) {
 }
 static int result_same(const struct result *a, const struct result *b, int N, int K, int G) {
   return !memcmp(a->Q, b->Q, sizeof(float) * N * K) && !memcmp(a->codes, b->codes, (size_t)N * K) &&
-         !memcmp(a->zeros, b->zeros, (size_t)N * G) && !memcmp(a->scales, b->scales, sizeof(uint16_t) * N * G);
+         !memcmp(a->zeros, b->zeros, (size_t)N * G) && !memcmp(a->scales, b->scales, sizeof(float) * N * G);
 }
 
 // GPTQ on all rows of W through prep (W is not modified; Q goes to r.Q).
-static qs_status run_gptq(const float *W, int N, int K, const float *H, const struct qs_quant_opts *o,
+static qs_status run_gptq(const float *W, int N, int K, const float *H, const struct qs_qopts *o,
                           int update_ref, struct result *r, float *damp_used) {
   struct qs_gptq_prep prep;
   qs_status st = qs_gptq_prep_init(&prep, H, K, o, "test.proj");
   if (st != QS_OK) return st;
   prep.update_ref = update_ref;
   memcpy(r->Q, W, sizeof(float) * N * K);
-  st = qs_gptq_quantize_rows(&prep, r->Q, N, 0, r->codes, r->scales, r->zeros, r->loss);
+  struct qs_qrows rows = result_rows(r, 0, K, (int)qs_gptq_n_groups(&prep));
+  st = qs_gptq_quantize_rows(&prep, r->Q, N, 0, &rows);
   qs_gptq_g_idx(&prep, r->g_idx);
   if (damp_used) *damp_used = prep.damp_used;
   qs_gptq_prep_free(&prep);
@@ -281,23 +317,23 @@ static qs_status run_gptq(const float *W, int N, int K, const float *H, const st
 // update_ref = 1 must agree bit for bit: this checks the tiling, permutation, dead columns and the
 // reference's exact group-parameter timing, independently of how the library organizes the loop.
 static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, int K, struct result *r) {
-  const struct qs_quant_opts *o = &pp->opts;
-  int G = (int)qs_gptq_n_groups(pp), gs = o->group_size, bs = o->block_size;
-  float maxq = (float)((1 << o->bits) - 1);
+  const struct qs_qopts *o = &pp->opts;
+  const struct qs_grid *gd = &o->grid;
+  int G = (int)qs_gptq_n_groups(pp), gs = gd->group_size, bs = o->block_size;
+  int stat = o->act_order == QS_ACT_ORDER_STATIC; // old static_groups (with act_order)
   float *W = dup(W0, (size_t)N * K), *Wp = malloc(sizeof(float) * N * K), *Qp = malloc(sizeof(float) * N * K);
   float *W1 = malloc(sizeof(float) * N * bs), *E1 = malloc(sizeof(float) * N * bs);
   uint8_t *cp = malloc((size_t)N * K);
   double *loss = calloc(N, sizeof(double));
-  struct qs_quant_grid *grid = malloc(sizeof(*grid) * N * G);
+  struct qs_qparams *grid = malloc(sizeof(*grid) * N * G);
   if (gs <= 0) // find_params(W) runs before the dead columns are zeroed
-    for (int n = 0; n < N; n++) grid[n * G] = qs_quant_grid_find(W + n * K, K, o->bits, o->sym, o->min_zero);
+    for (int n = 0; n < N; n++) grid[n * G] = qs_grid_find(gd, W + n * K, K);
   for (int k = 0; k < K; k++)
     if (pp->dead[k])
       for (int n = 0; n < N; n++) W[n * K + k] = 0.0f;
-  if (gs > 0 && o->static_groups)
+  if (gs > 0 && stat)
     for (int n = 0; n < N; n++)
-      for (int g = 0; g < G; g++)
-        grid[n * G + g] = qs_quant_grid_find(W + n * K + g * gs, QS_MIN(gs, K - g * gs), o->bits, o->sym, o->min_zero);
+      for (int g = 0; g < G; g++) grid[n * G + g] = qs_grid_find(gd, W + n * K + g * gs, QS_MIN(gs, K - g * gs));
   for (int n = 0; n < N; n++)
     for (int p = 0; p < K; p++) Wp[n * K + p] = W[n * K + pp->perm[p]];
   for (int i1 = 0; i1 < K; i1 += bs) {
@@ -305,15 +341,14 @@ static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, in
     for (int n = 0; n < N; n++) memcpy(W1 + n * bs, Wp + n * K + i1, sizeof(float) * count);
     for (int i = 0; i < count; i++) {
       int p = i1 + i;
-      if (gs > 0 && !o->static_groups && p % gs == 0)
-        for (int n = 0; n < N; n++)
-          grid[n * G + p / gs] = qs_quant_grid_find(Wp + n * K + p, QS_MIN(gs, K - p), o->bits, o->sym, o->min_zero);
+      if (gs > 0 && !stat && p % gs == 0)
+        for (int n = 0; n < N; n++) grid[n * G + p / gs] = qs_grid_find(gd, Wp + n * K + p, QS_MIN(gs, K - p));
       const float *u = pp->U + (size_t)p * K;
       for (int n = 0; n < N; n++) {
-        int g = gs <= 0 ? 0 : (o->static_groups ? pp->perm[p] / gs : p / gs);
-        struct qs_quant_grid gr = grid[n * G + g];
+        int g = gs <= 0 ? 0 : (stat ? pp->perm[p] / gs : p / gs);
+        struct qs_qparams gr = grid[n * G + g];
         float w = W1[n * bs + i], d = u[p];
-        float q = qs_quant_code(w, gr, maxq), wq = qs_quant_dequant(q, gr);
+        float q = qs_grid_code(gd, gr, w), wq = qs_grid_value(gd, gr, q);
         cp[n * K + p] = (uint8_t)q;
         Qp[n * K + p] = wq;
         loss[n] += (double)(w - wq) * (double)(w - wq) / ((double)d * (double)d);
@@ -335,7 +370,7 @@ static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, in
       r->codes[n * K + pp->perm[p]] = cp[n * K + p];
     }
     for (int g = 0; g < G; g++) {
-      r->scales[n * G + g] = grid[n * G + g].scale_f16;
+      r->scales[n * G + g] = grid[n * G + g].scale;
       r->zeros[n * G + g] = (uint8_t)grid[n * G + g].zero;
     }
     r->loss[n] = (float)(loss[n] / 2.0);
@@ -343,14 +378,19 @@ static void naive_gptq(const struct qs_gptq_prep *pp, const float *W0, int N, in
   free(W), free(Wp), free(Qp), free(W1), free(E1), free(cp), free(loss), free(grid);
 }
 
-// Q must be what the checkpoint tensors say: Q[n,k] = scale[n, g_idx[k]] * (code - zero), exactly.
+// Q must be what the checkpoint tensors say: Q[n,k] = scale[n, g_idx[k]] * (code - zero), exactly, with
+// the scale as stored in fp16 (qs_f32_to_f16 of the float scale, read back).
 static void check_consistent(const struct result *r, int N, int K, int G) {
   int bad = 0;
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
       int g = r->g_idx[k];
-      float v = qs_f16_to_f32(r->scales[n * G + g]) * ((float)r->codes[n * K + k] - r->zeros[n * G + g]);
-      bad += !(g >= 0 && g < G) || v != r->Q[n * K + k];
+      if (!(g >= 0 && g < G)) {
+        bad++;
+        continue;
+      }
+      float v = qs_f16_to_f32(qs_f32_to_f16(r->scales[n * G + g])) * ((float)r->codes[n * K + k] - r->zeros[n * G + g]);
+      bad += v != r->Q[n * K + k];
     }
   CHECK_EQ_INT(bad, 0);
 }
@@ -360,10 +400,16 @@ static const struct { int bits, gs, sym, act, stat; } configs[] = {
     {2, 256, 1, 1, 0}, {3, 32, 0, 1, 1}, {4, 200, 1, 0, 0},
 };
 enum { NCONF = sizeof(configs) / sizeof(configs[0]) };
-static struct qs_quant_opts config_opts(int c) {
-  struct qs_quant_opts o = qs_quant_opts_default();
-  o.bits = configs[c].bits, o.group_size = configs[c].gs, o.sym = configs[c].sym;
-  o.act_order = configs[c].act, o.static_groups = configs[c].stat;
+// act, stat: the old act_order / static_groups flags -> QS_ACT_ORDER_{NONE, GROUP, STATIC}.
+// min_zero 0 as the old qs_quant_opts_default (the GPTQ v1 writer would ask for 1 on asym grids).
+static int act_mode(int act, int stat) {
+  return !act ? QS_ACT_ORDER_NONE : (stat ? QS_ACT_ORDER_STATIC : QS_ACT_ORDER_GROUP);
+}
+static struct qs_qopts config_opts(int c) {
+  struct qs_qopts o = qs_qopts_default();
+  o.grid.bits = configs[c].bits, o.grid.group_size = configs[c].gs, o.grid.sym = configs[c].sym;
+  o.grid.min_zero = 0, o.grid.scale_dtype = QS_DTYPE_F16;
+  o.act_order = act_mode(configs[c].act, configs[c].stat);
   return o;
 }
 
@@ -377,8 +423,8 @@ static void test_gptq_vs_literal(void) {
   float *H = make_hessian(X, NTOK, K, 8);
   fill_gauss(W, N * K, 0.02f);
   for (int c = 0; c < NCONF; c++) {
-    struct qs_quant_opts o = config_opts(c);
-    int G = (int)qs_quant_n_groups(K, o.group_size);
+    struct qs_qopts o = config_opts(c);
+    int G = (int)qs_grid_n_groups(&o.grid, K);
     struct result a = result_new(N, K, G), b = result_new(N, K, G), f = result_new(N, K, G);
     struct qs_gptq_prep prep;
     CHECK(run_gptq(W, N, K, H, &o, 1, &a, NULL) == QS_OK);
@@ -393,15 +439,15 @@ static void test_gptq_vs_literal(void) {
     int ncode_diff = 0, dead_bad = 0, gbad = 0;
     for (int i = 0; i < N * K; i++) ncode_diff += a.codes[i] != f.codes[i];
     for (int n = 0; n < N; n++) dead_bad += f.Q[n * K + 11] != 0.0f;
-    int gs = o.group_size > 0 ? o.group_size : K;
+    int gs = o.grid.group_size > 0 ? o.grid.group_size : K;
     for (int p = 0; p < K; p++) { // g_idx: runs of positions (act-order) or of columns (else)
-      int want = (o.act_order && !o.static_groups ? p : prep.perm[p]) / gs;
+      int want = (o.act_order == QS_ACT_ORDER_GROUP ? p : prep.perm[p]) / gs;
       gbad += f.g_idx[prep.perm[p]] != want;
     }
     CHECK_EQ_INT(dead_bad, 0);
     CHECK_EQ_INT(gbad, 0);
     printf("gptq bits %d gs %d sym %d act %d static %d: literal port %s, sgemm vs ref update: %d of %d codes "
-           "differ, loss row0 %.4g\n", o.bits, o.group_size, o.sym, o.act_order, o.static_groups,
+           "differ, loss row0 %.4g\n", o.grid.bits, o.grid.group_size, o.grid.sym, configs[c].act, configs[c].stat,
            same ? "identical" : "DIFFERENT", ncode_diff, N * K, (double)f.loss[0]);
     qs_gptq_prep_free(&prep);
     result_free(&a), result_free(&b), result_free(&f);
@@ -417,15 +463,15 @@ static void test_act_order_perm(void) {
   const int32_t want_perm[K] = {2, 0, 3, 1, 4, 5}, want_g[K] = {0, 1, 0, 1, 2, 2};
   float H[K * K] = {0};
   for (int k = 0; k < K; k++) H[k * K + k] = diag[k];
-  struct qs_quant_opts o = qs_quant_opts_default();
-  o.group_size = 2, o.act_order = 1;
+  struct qs_qopts o = qs_qopts_default();
+  o.grid.group_size = 2, o.act_order = QS_ACT_ORDER_GROUP;
   struct qs_gptq_prep prep;
   int32_t g_idx[K];
   CHECK(qs_gptq_prep_init(&prep, H, K, &o, "test.perm") == QS_OK);
   CHECK(!memcmp(prep.perm, want_perm, sizeof(want_perm)) && prep.n_dead == 1 && prep.dead[1]);
   qs_gptq_g_idx(&prep, g_idx);
   CHECK(!memcmp(g_idx, want_g, sizeof(want_g)));
-  prep.opts.static_groups = 1;
+  prep.opts.act_order = QS_ACT_ORDER_STATIC;
   qs_gptq_g_idx(&prep, g_idx);
   for (int k = 0; k < K; k++) CHECK_EQ_INT(g_idx[k], k / 2);
   qs_gptq_prep_free(&prep);
@@ -439,8 +485,8 @@ static void test_row_split(void) {
   fill_gauss(W, N * K, 0.02f);
   const int cuts[] = {0, 37, 64, 65, 150};
   for (int c = 0; c < 3; c++) {
-    struct qs_quant_opts o = config_opts(c);
-    int G = (int)qs_quant_n_groups(K, o.group_size);
+    struct qs_qopts o = config_opts(c);
+    int G = (int)qs_grid_n_groups(&o.grid, K);
     struct result full = result_new(N, K, G), part = result_new(N, K, G);
     struct qs_gptq_prep prep;
     CHECK(run_gptq(W, N, K, H, &o, 0, &full, NULL) == QS_OK);
@@ -448,8 +494,8 @@ static void test_row_split(void) {
     memcpy(part.Q, W, sizeof(float) * N * K);
     for (int s = 0; s + 1 < 5; s++) {
       int r0 = cuts[s], nr = cuts[s + 1] - cuts[s];
-      CHECK(qs_gptq_quantize_rows(&prep, part.Q + r0 * K, nr, r0, part.codes + r0 * K, part.scales + r0 * G,
-                                  part.zeros + r0 * G, part.loss + r0) == QS_OK);
+      struct qs_qrows rows = result_rows(&part, r0, K, G);
+      CHECK(qs_gptq_quantize_rows(&prep, part.Q + r0 * K, nr, r0, &rows) == QS_OK);
     }
     CHECK(result_same(&full, &part, N, K, G) && !memcmp(full.loss, part.loss, sizeof(float) * N));
     qs_gptq_prep_free(&prep);
@@ -466,16 +512,17 @@ static void test_gptq_beats_rtn(void) {
   fill_gauss(W, N * K, 0.02f);
   for (int bits = 3; bits <= 4; bits++)
     for (int v = 0; v < 4; v++) {
-      struct qs_quant_opts o = qs_quant_opts_default();
-      o.bits = bits, o.group_size = v & 1 ? 32 : -1, o.sym = v < 2, o.act_order = v == 3;
-      int G = (int)qs_quant_n_groups(K, o.group_size);
+      struct qs_qopts o = qs_qopts_default();
+      o.grid.bits = bits, o.grid.group_size = v & 1 ? 32 : -1, o.grid.sym = v < 2, o.grid.min_zero = 0;
+      o.act_order = act_mode(v == 3, 0);
+      int G = (int)qs_grid_n_groups(&o.grid, K);
       struct result g = result_new(N, K, G), r = result_new(N, K, G);
       CHECK(run_gptq(W, N, K, H, &o, 0, &g, NULL) == QS_OK);
       memcpy(r.Q, W, sizeof(float) * N * K);
-      CHECK(qs_rtn_quantize_rows(r.Q, N, K, &o, r.codes, r.scales, r.zeros) == QS_OK);
+      CHECK(run_rtn(r.Q, N, K, &o, r.codes, r.scales, r.zeros) == QS_OK);
       double eg = output_error(W, g.Q, X, N, K, NTOK), er = output_error(W, r.Q, X, N, K, NTOK);
-      printf("bits %d gs %d sym %d act %d: ||(W-Q)X^T||^2 gptq/rtn = %.3f\n", bits, o.group_size, o.sym,
-             o.act_order, eg / er);
+      printf("bits %d gs %d sym %d act %d: ||(W-Q)X^T||^2 gptq/rtn = %.3f\n", bits, o.grid.group_size, o.grid.sym,
+             v == 3, eg / er);
       CHECK(eg < er);
       result_free(&g), result_free(&r);
     }
@@ -492,12 +539,12 @@ static void test_identity_is_rtn(void) {
   for (int k = 0; k < K; k++) H[k * K + k] = 1.0f;
   fill_gauss(W, N * K, 0.02f);
   for (int c = 0; c < NCONF; c++) {
-    struct qs_quant_opts o = config_opts(c);
-    int G = (int)qs_quant_n_groups(K, o.group_size);
+    struct qs_qopts o = config_opts(c);
+    int G = (int)qs_grid_n_groups(&o.grid, K);
     struct result g = result_new(N, K, G), r = result_new(N, K, G);
     CHECK(run_gptq(W, N, K, H, &o, 0, &g, NULL) == QS_OK);
     memcpy(r.Q, W, sizeof(float) * N * K);
-    CHECK(qs_rtn_quantize_rows(r.Q, N, K, &o, r.codes, r.scales, r.zeros) == QS_OK);
+    CHECK(run_rtn(r.Q, N, K, &o, r.codes, r.scales, r.zeros) == QS_OK);
     CHECK(result_same(&g, &r, N, K, G));
     result_free(&g), result_free(&r);
   }
@@ -518,8 +565,8 @@ static void test_damping(void) {
     float a = amp ? 20.0f : 1.05f;
     for (int i = 0; i < K; i++)
       for (int j = 0; j < K; j++) H[i * K + j] = (i == j) - a * v[i] * v[j];
-    struct qs_quant_opts o = qs_quant_opts_default();
-    o.group_size = 16;
+    struct qs_qopts o = qs_qopts_default();
+    o.grid.group_size = 16;
     struct result r = result_new(N, K, 2);
     qs_status st = run_gptq(W, N, K, H, &o, 0, &r, &damp);
     if (!amp) {
@@ -543,22 +590,24 @@ static void test_checkpoint_roundtrip(void) {
   float *H = make_hessian(X, NTOK, K, 8);
   fill_gauss(W, N * K, 0.02f);
   for (int c = 0; c < NCONF; c++) {
-    struct qs_quant_opts o = config_opts(c);
-    int G = (int)qs_quant_n_groups(K, o.group_size);
+    struct qs_qopts o = config_opts(c); // min_zero 0, as before: zeros of 0 can occur on asym grids
+    const int bits = o.grid.bits;
+    int G = (int)qs_grid_n_groups(&o.grid, K);
     struct result r = result_new(N, K, G);
-    int32_t *qw = malloc(sizeof(int32_t) * K * o.bits / 32 * N), *qz = malloc(sizeof(int32_t) * G * N * o.bits / 32);
-    uint16_t *sc = malloc(sizeof(uint16_t) * G * N);
+    int32_t *qw = malloc(sizeof(int32_t) * K * bits / 32 * N), *qz = malloc(sizeof(int32_t) * G * N * bits / 32);
+    uint16_t *sc = malloc(sizeof(uint16_t) * G * N), *sc16 = malloc(sizeof(uint16_t) * N * G);
     int64_t wrapped = -1;
     CHECK(run_gptq(W, N, K, H, &o, 0, &r, NULL) == QS_OK);
-    CHECK(qs_gptq_can_pack(N, K, o.bits, o.group_size));
-    CHECK(qs_gptq_pack(r.codes, r.scales, r.zeros, o.bits, N, K, G, qw, qz, sc, &wrapped) == QS_OK);
-    CHECK(qs_gptq_unpack_dequant(qw, qz, sc, r.g_idx, o.bits, N, K, G, D) == QS_OK);
+    for (int i = 0; i < N * G; i++) sc16[i] = qs_f32_to_f16(r.scales[i]); // exact: fp16 values
+    CHECK(qs_gptq_can_pack(N, K, bits, o.grid.group_size));
+    CHECK(qs_gptq_pack(r.codes, sc16, r.zeros, bits, N, K, G, qw, qz, sc, &wrapped) == QS_OK);
+    CHECK(qs_gptq_unpack_dequant(qw, qz, sc, r.g_idx, bits, N, K, G, D) == QS_OK);
     int bad = 0;
     for (int i = 0; i < N * K; i++) bad += D[i] != r.Q[i];
-    if (wrapped == 0) CHECK_EQ_INT(bad, 0); // asymmetric zeros of 0 are lossy in v1 (quant.h)
-    else printf("asym bits %d: %lld zeros of 0 wrapped (v1), %d weights differ\n", o.bits, (long long)wrapped, bad);
+    if (wrapped == 0) CHECK_EQ_INT(bad, 0); // asymmetric zeros of 0 are lossy in v1 (formats/gptq.h)
+    else printf("asym bits %d: %lld zeros of 0 wrapped (v1), %d weights differ\n", bits, (long long)wrapped, bad);
     result_free(&r);
-    free(qw), free(qz), free(sc);
+    free(qw), free(qz), free(sc), free(sc16);
   }
   free(X), free(W), free(H), free(D);
 }

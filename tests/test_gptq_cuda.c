@@ -1,5 +1,6 @@
-// test_gptq_cuda.c — the GPU building blocks of GPTQ (kernels/hessian, gptq_factor, gptq_solve,
-// gptq_pack) against their CPU references in src/quant.h (label gpu; built only with QS_WITH_CUDA).
+// test_gptq_cuda.c — the GPU building blocks of GPTQ and RTN (kernels/hessian, gptq_factor,
+// gptq_solve, rtn) against their CPU references in src/quant/ (gptq.h, grid.h) (label gpu; built only
+// with QS_WITH_CUDA).
 // Run: ctest --test-dir build -L gpu --output-on-failure. Exits 77 (skipped) without a CUDA device.
 // `test_gptq_cuda --bench` times the phases on llama-3-8b / 70b shapes instead (`--bench hessian`:
 // the Hessians alone, e.g. to compare QS_HESSIAN_TILE values).
@@ -15,8 +16,18 @@
 //    4-bit g128, 3-bit asym, act-order, static groups, ragged blocks/groups, per-row grids, gs 32:
 //    >= 99.9 % identical codes whenever both sides use the same factor (CPU's or GPU's), the full
 //    GPU path against the all-CPU one on objective and ||Q - W|| (test_solve_case says why), Q
-//    bit-exactly the dequantized codes, dead columns 0, row blocks bit-identical.
-//  - Packing bit-exact against qs_gptq_pack (2/3/4/8 bits, wrapped zeros, bad zeros, bad shapes).
+//    bit-exactly the dequantized codes (qs_grid_value of the scales and zeros), every scale exactly
+//    an fp16 value, dead columns 0, row blocks bit-identical.
+//  - RTN (kernels/rtn.h) against qs_grid_quantize_row_ref, the C reference of the grid: codes,
+//    scales, zeros and the values written back into W bit-identical (memcmp) on 2/3/4/8 bits,
+//    sym/asym, min_zero 0/1, fp16/bf16/fp32 scales, ragged last groups, one group per row, groups
+//    wider than the row, all-zero and -0.0 groups, one-signed groups, rounding ties, fp16 overflow
+//    and underflow of the scale; a non-finite weight is QS_ERR_NUMERIC (test_rtn_*).
+//  - The method table's GPU entries (quant/method.h: gptq and rtn) give the same bytes as the
+//    direct kernel calls, and the same g_idx as the CPU rules (test_method_table).
+// (The GPU GPTQ v1 pack kernel and its bit-exactness checks against qs_gptq_pack are gone: packing
+// into a format's words now happens only in the format writer, on the host — src/formats/gptq_pack.c,
+// tested by test_gptq_pack.)
 #include <cblas.h>
 #include <float.h>
 #include <lapacke.h>
@@ -31,11 +42,14 @@
 
 #include "base/dtype.h"
 #include "gptq_factor.h"
-#include "gptq_pack.h"
 #include "gptq_solve.h"
 #include "hessian.h"
+#include "qs_cuda.h"
 #include "qs_test.h"
-#include "quant/quant.h"
+#include "quant/gptq.h"
+#include "quant/grid.h"
+#include "quant/method.h"
+#include "rtn.h"
 
 // tests/test_gptq_cuda_bench.c: `--bench [hessian]` (0 when every call succeeded).
 int qs_gptq_cuda_bench(cublasHandle_t blas, cusolverDnHandle_t solver, int hess_only);
@@ -243,12 +257,12 @@ static void test_factor_plain(int K) {
 // The prepared factor: same permutation, dead flags and damping as qs_gptq_prep_init; U close.
 static void test_factor_prep(int K, int ndead, int act, int f64) {
   float *Hd = NULL, *X = make_inputs(2 * K, K, ndead), *H = make_hessian(X, 2 * K, K, &Hd);
-  struct qs_quant_opts o = qs_quant_opts_default();
+  struct qs_qopts o = qs_qopts_default();
   struct qs_gptq_prep cpu;
   struct qs_gptq_prep_cuda gpu;
   size_t nk = (size_t)K * K;
   float *U = malloc(nk * 4), *A = malloc(nk * 4);
-  o.act_order = act;
+  o.act_order = act ? QS_ACT_ORDER_GROUP : QS_ACT_ORDER_NONE; // the old act_order without static groups
   CHECK_EQ_INT(qs_gptq_prep_init(&cpu, H, K, &o, "test.cpu"), QS_OK);
   qs_status st = qs_gptq_prep_cuda_init(&gpu, Hd, K, &o, f64, "test.gpu", g_solver, 0);
   CHECK_EQ_INT(st, QS_OK);
@@ -285,7 +299,7 @@ done:
 static void test_factor_damping(void) {
   enum { K = 256 };
   float *X = make_inputs(K / 2, K, 0), *H = calloc((size_t)K * K, 4), *Hd = NULL;
-  struct qs_quant_opts o = qs_quant_opts_default();
+  struct qs_qopts o = qs_qopts_default();
   struct qs_gptq_prep cpu;
   struct qs_gptq_prep_cuda gpu;
   qs_gptq_hessian_add(H, X, K / 2, K);
@@ -316,15 +330,20 @@ static void test_factor_damping(void) {
 // ---- solve ----------------------------------------------------------------------------------------------
 
 struct qres {
-  uint8_t *codes;   // [N, K]
-  uint16_t *scales; // [N, G]
-  uint8_t *zeros;   // [N, G]
-  float *Q, *loss;  // [N, K], [N]
+  uint8_t *codes;  // [N, K]
+  float *scales;   // [N, G] (fp16 values)
+  uint8_t *zeros;  // [N, G]
+  float *Q, *loss; // [N, K], [N]
 };
 static struct qres qres_new(int N, int K, int G) {
-  struct qres r = {malloc((size_t)N * K), malloc(sizeof(uint16_t) * N * G), malloc((size_t)N * G),
+  struct qres r = {malloc((size_t)N * K), malloc(sizeof(float) * (size_t)N * G), malloc((size_t)N * G),
                    malloc(sizeof(float) * (size_t)N * K), malloc(sizeof(float) * N)};
   return r;
+}
+// The CPU solve's output view of rows [r0, ...) of r.
+static struct qs_qrows qres_rows(const struct qres *r, int r0, int K, int G) {
+  struct qs_qrows q = {r->codes + (size_t)r0 * K, r->scales + (size_t)r0 * G, r->zeros + (size_t)r0 * G, r->loss + r0};
+  return q;
 }
 static void qres_free(struct qres *r) { free(r->codes), free(r->scales), free(r->zeros), free(r->Q), free(r->loss); }
 
@@ -343,15 +362,15 @@ static qs_status gpu_solve(const struct qs_gptq_prep_cuda *p, const float *W, in
                            struct qres *r) {
   float *Wd = dev_put(W + (size_t)r0 * K, sizeof(float) * (size_t)n * K), *loss = dev_put(NULL, sizeof(float) * n);
   uint8_t *codes = dev_put(NULL, (size_t)n * K), *zeros = dev_put(NULL, (size_t)n * G);
-  uint16_t *scales = dev_put(NULL, sizeof(uint16_t) * n * G);
+  float *scales = dev_put(NULL, sizeof(float) * (size_t)n * G);
   qs_status st = QS_ERR_CUDA;
   if (Wd && loss && codes && zeros && scales && cudaMemset(codes, 0xEE, (size_t)n * K) == cudaSuccess &&
-      cudaMemset(scales, 0xFF, sizeof(uint16_t) * n * G) == cudaSuccess && cudaMemset(zeros, 0xEE, (size_t)n * G) == cudaSuccess &&
+      cudaMemset(scales, 0xFF, sizeof(float) * (size_t)n * G) == cudaSuccess && cudaMemset(zeros, 0xEE, (size_t)n * G) == cudaSuccess &&
       cudaMemset(loss, 0xFF, sizeof(float) * n) == cudaSuccess)
     st = qs_gptq_quantize_cuda(p, Wd, n, codes, scales, zeros, loss, g_blas, 0);
   if (st == QS_OK &&
       !(dev_get(r->Q + (size_t)r0 * K, Wd, sizeof(float) * (size_t)n * K) && dev_get(r->codes + (size_t)r0 * K, codes, (size_t)n * K) &&
-        dev_get(r->scales + (size_t)r0 * G, scales, sizeof(uint16_t) * n * G) &&
+        dev_get(r->scales + (size_t)r0 * G, scales, sizeof(float) * (size_t)n * G) &&
         dev_get(r->zeros + (size_t)r0 * G, zeros, (size_t)n * G) && dev_get(r->loss + r0, loss, sizeof(float) * n)))
     st = QS_ERR_CUDA;
   cudaFree(Wd), cudaFree(loss), cudaFree(codes), cudaFree(zeros), cudaFree(scales);
@@ -366,21 +385,28 @@ static double q_rel_err(const float *Q, const float *W, size_t n) {
 
 // GPU result g against a CPU result c: at least `min_same` identical codes, total GPTQ loss and
 // ||Q - W||/||W|| within `qtol` (relative) of the CPU's, Q exactly the dequantized codes (the
-// checkpoint property), dead columns 0. The thresholds are the callers' (see test_solve_case).
-static void solve_compare(const char *what, const struct qres *c, const struct qres *g, const float *W, int N, int K,
-                          int G, const int32_t *g_idx, const uint8_t *dead, double min_same, double qtol) {
-  size_t nk = (size_t)N * K, ncode = 0, nscale = 0, nzero = 0, nq = 0, ndead = 0;
+// checkpoint property: qs_grid_value of the record's scale and zero), every GPU scale exactly an
+// fp16 value (what the GPTQ v1 checkpoint stores; the scales were fp16 bits before they became
+// floats), dead columns 0. The thresholds are the callers' (see test_solve_case).
+static void solve_compare(const char *what, const struct qs_grid *grid, const struct qres *c, const struct qres *g,
+                          const float *W, int N, int K, int G, const int32_t *g_idx, const uint8_t *dead,
+                          double min_same, double qtol) {
+  size_t nk = (size_t)N * K, ncode = 0, nscale = 0, nzero = 0, nq = 0, ndead = 0, nf16 = 0;
   int maxd = 0;
   double lc = 0.0, lg = 0.0;
   for (size_t i = 0; i < nk; i++) {
     int d = abs((int)c->codes[i] - (int)g->codes[i]);
     ncode += d != 0, maxd = d > maxd ? d : maxd;
     int64_t n = (int64_t)(i / K), k = (int64_t)(i % K), gi = n * G + g_idx[k];
-    float q = qs_f16_to_f32(g->scales[gi]) * ((float)g->codes[i] - (float)g->zeros[gi]);
+    struct qs_qparams p = {g->scales[gi], (float)g->zeros[gi]};
+    float q = qs_grid_value(grid, p, (float)g->codes[i]);
     nq += !(q == g->Q[i]);
     ndead += dead[k] && g->Q[i] != 0.0f;
   }
-  for (size_t i = 0; i < (size_t)N * G; i++) nscale += c->scales[i] != g->scales[i], nzero += c->zeros[i] != g->zeros[i];
+  for (size_t i = 0; i < (size_t)N * G; i++) {
+    nscale += c->scales[i] != g->scales[i], nzero += c->zeros[i] != g->zeros[i];
+    nf16 += !(g->scales[i] > 0.0f && qs_f16_to_f32(qs_f32_to_f16(g->scales[i])) == g->scales[i]);
+  }
   for (int n = 0; n < N; n++) lc += c->loss[n], lg += g->loss[n];
   double same = 1.0 - (double)ncode / (double)nk, ec = q_rel_err(c->Q, W, nk), eg = q_rel_err(g->Q, W, nk);
   printf("  %-22s codes identical %.4f %% (%zu differ, max |diff| %d), scales %zu / zeros %zu of %zu differ, "
@@ -390,10 +416,9 @@ static void solve_compare(const char *what, const struct qres *c, const struct q
   CHECK(fabs(lg - lc) <= qtol * lc);
   CHECK(fabs(eg - ec) <= qtol * ec);
   CHECK_EQ_INT(nq, 0);
+  CHECK_EQ_INT(nf16, 0);
   CHECK_EQ_INT(ndead, 0);
 }
-
-static void check_pack(const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros, int bits, int N, int K, int G);
 
 struct solve_case {
   int N, K, bits, gs, sym, act, stat, ndead;
@@ -412,13 +437,17 @@ struct solve_case {
 //     then re-rounds a run of later codes in its row (tens; seen with a 1e-5 perturbation of U on
 //     the CPU alone), so ~1 % of codes may differ: >= 99 % identical. What matters is unchanged:
 //     the GPTQ objective and ||Q-W|| within 0.1 % (observed <= 0.02 %).
+// (A 4th step, the GPU v1 pack of the full path's result against qs_gptq_pack, is gone with the
+// GPU pack kernel: the format writer packs on the host.)
 static void test_solve_case(const struct solve_case *sc) {
   const int N = sc->N, K = sc->K;
   float *Hd = NULL, *X = make_inputs(2 * K, K, sc->ndead), *H = make_hessian(X, 2 * K, K, &Hd);
   float *W = malloc(sizeof(float) * (size_t)N * K);
-  struct qs_quant_opts o = qs_quant_opts_default();
-  o.bits = sc->bits, o.group_size = sc->gs, o.sym = sc->sym, o.act_order = sc->act, o.static_groups = sc->stat;
-  o.min_zero = sc->sym ? 0 : 1;
+  struct qs_qopts o = qs_qopts_default();
+  o.grid.bits = sc->bits, o.grid.group_size = sc->gs, o.grid.sym = sc->sym;
+  o.grid.min_zero = sc->sym ? 0 : 1, o.grid.scale_dtype = QS_DTYPE_F16;
+  // act, stat: the old act_order / static_groups flags
+  o.act_order = !sc->act ? QS_ACT_ORDER_NONE : (sc->stat ? QS_ACT_ORDER_STATIC : QS_ACT_ORDER_GROUP);
   for (int n = 0; n < N; n++) {
     float s = 0.02f * expf(0.3f * rnd_gauss());
     for (int k = 0; k < K; k++) W[(size_t)n * K + k] = s * rnd_gauss();
@@ -433,18 +462,19 @@ static void test_solve_case(const struct solve_case *sc) {
   qs_gptq_g_idx(&cpu, g_idx);
   memcpy(c.Q, W, sizeof(float) * (size_t)N * K);
   double t0 = qs_time_now();
-  CHECK_EQ_INT(qs_gptq_quantize_rows(&cpu, c.Q, N, 0, c.codes, c.scales, c.zeros, c.loss), QS_OK);
+  struct qs_qrows c_rows = qres_rows(&c, 0, K, G);
+  CHECK_EQ_INT(qs_gptq_quantize_rows(&cpu, c.Q, N, 0, &c_rows), QS_OK);
   printf("solve N %d K %d bits %d gs %d %s act %d static %d dead %d (cpu %.2f s):\n", N, K, sc->bits, sc->gs,
          sc->sym ? "sym" : "asym", sc->act, sc->stat, sc->ndead, qs_time_now() - t0);
   prep_upload(&same, &cpu);
   CHECK_EQ_INT(gpu_solve(&same, W, K, G, 0, N, &a), QS_OK);
-  solve_compare("cpu U: gpu vs cpu", &c, &a, W, N, K, G, g_idx, cpu.dead, 0.999, 0.01);
+  solve_compare("cpu U: gpu vs cpu", &o.grid, &c, &a, W, N, K, G, g_idx, cpu.dead, 0.999, 0.01);
   // Row blocks: rows [r0, r0 + N/2) alone give the same bytes as inside the full solve.
   int r0 = 37, n = N / 2;
   CHECK_EQ_INT(gpu_solve(&same, W, K, G, r0, n, &s), QS_OK);
   int split_same = !memcmp(s.codes + (size_t)r0 * K, a.codes + (size_t)r0 * K, (size_t)n * K) &&
                    !memcmp(s.Q + (size_t)r0 * K, a.Q + (size_t)r0 * K, sizeof(float) * (size_t)n * K) &&
-                   !memcmp(s.scales + (size_t)r0 * G, a.scales + (size_t)r0 * G, sizeof(uint16_t) * n * G);
+                   !memcmp(s.scales + (size_t)r0 * G, a.scales + (size_t)r0 * G, sizeof(float) * (size_t)n * G);
   printf("  %-22s rows [%d, %d) alone: %s\n", "row split", r0, r0 + n, split_same ? "bit-identical" : "DIFFERENT");
   CHECK(split_same);
   qs_status st = qs_gptq_prep_cuda_init(&full, Hd, K, &o, 0, "test.gpu", g_solver, 0);
@@ -454,10 +484,10 @@ static void test_solve_case(const struct solve_case *sc) {
     CHECK_EQ_INT(gpu_solve(&full, W, K, G, 0, N, &b), QS_OK);
     CHECK(dev_get(cpu.U, full.U, sizeof(float) * (size_t)K * K)); // the CPU solve on the GPU's factor
     memcpy(d.Q, W, sizeof(float) * (size_t)N * K);
-    CHECK_EQ_INT(qs_gptq_quantize_rows(&cpu, d.Q, N, 0, d.codes, d.scales, d.zeros, d.loss), QS_OK);
-    solve_compare("gpu U: gpu vs cpu", &d, &b, W, N, K, G, g_idx, cpu.dead, 0.999, 0.01);
-    solve_compare("gpu U vs all-cpu", &c, &b, W, N, K, G, g_idx, cpu.dead, 0.99, 0.001);
-    if (qs_gptq_can_pack(N, K, sc->bits, sc->gs)) check_pack(b.codes, b.scales, b.zeros, sc->bits, N, K, G);
+    struct qs_qrows d_rows = qres_rows(&d, 0, K, G);
+    CHECK_EQ_INT(qs_gptq_quantize_rows(&cpu, d.Q, N, 0, &d_rows), QS_OK);
+    solve_compare("gpu U: gpu vs cpu", &o.grid, &d, &b, W, N, K, G, g_idx, cpu.dead, 0.999, 0.01);
+    solve_compare("gpu U vs all-cpu", &o.grid, &c, &b, W, N, K, G, g_idx, cpu.dead, 0.99, 0.001);
   }
   qs_gptq_prep_free(&cpu);
   qs_gptq_prep_cuda_free(&same);
@@ -473,7 +503,7 @@ static void test_solve_errors(void) {
   enum { N = 64, K = 256 };
   float *Hd = NULL, *X = make_inputs(2 * K, K, 0), *H = make_hessian(X, 2 * K, K, &Hd);
   float *W = calloc((size_t)N * K, sizeof(float));
-  struct qs_quant_opts o = qs_quant_opts_default();
+  struct qs_qopts o = qs_qopts_default();
   struct qs_gptq_prep_cuda p;
   struct qres r = qres_new(N, K, 2);
   CHECK_EQ_INT(qs_gptq_prep_cuda_init(&p, Hd, K, &o, 0, "test.err", g_solver, 0), QS_OK);
@@ -502,58 +532,296 @@ static void test_solve_all(void) {
   test_solve_errors();
 }
 
-// ---- pack -----------------------------------------------------------------------------------------------
+// ---- RTN ------------------------------------------------------------------------------------------------
+//
+// The spec is qs_grid_quantize_row_ref (quant/grid.h); the kernel runs the same grid code
+// (quant/grid_int.h), min/max scans are exact in any order and the select forms keep +0.0 against
+// -0.0, so there is no tolerance anywhere: codes, scales, zeros and the values written back into W
+// must be the reference's bytes.
 
-// GPU pack of these (host) arrays against qs_gptq_pack: all three outputs and the wrap count exact.
-static void check_pack(const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros, int bits, int N, int K, int G) {
-  size_t nw = (size_t)K * bits / 32 * N, nz = (size_t)G * N * bits / 32, ns = (size_t)G * N;
-  int32_t *qw = malloc(4 * nw), *qz = malloc(4 * nz), *qw_g = malloc(4 * nw), *qz_g = malloc(4 * nz);
-  uint16_t *so = malloc(2 * ns), *so_g = malloc(2 * ns);
-  int64_t wrapped = -1, wrapped_g = -2;
-  uint8_t *cd = dev_put(codes, (size_t)N * K), *zd = dev_put(zeros, (size_t)N * G);
-  uint16_t *sd = dev_put(scales, 2 * ns), *sod = dev_put(NULL, 2 * ns);
-  int32_t *qwd = dev_put(NULL, 4 * nw), *qzd = dev_put(NULL, 4 * nz);
-  CHECK(cd && zd && sd && sod && qwd && qzd);
-  CHECK(cudaMemset(qwd, 0xA5, 4 * nw) == cudaSuccess && cudaMemset(qzd, 0xA5, 4 * nz) == cudaSuccess);
-  CHECK_EQ_INT(qs_gptq_pack(codes, scales, zeros, bits, N, K, G, qw, qz, so, &wrapped), QS_OK);
-  CHECK_EQ_INT(qs_gptq_pack_cuda(cd, sd, zd, bits, N, K, G, qwd, qzd, sod, &wrapped_g, 0), QS_OK);
-  CHECK(dev_get(qw_g, qwd, 4 * nw) && dev_get(qz_g, qzd, 4 * nz) && dev_get(so_g, sod, 2 * ns));
-  int same = !memcmp(qw, qw_g, 4 * nw) && !memcmp(qz, qz_g, 4 * nz) && !memcmp(so, so_g, 2 * ns);
-  printf("  pack %d-bit N %d K %d G %d: qweight/qzeros/scales %s, wrapped zeros cpu %lld gpu %lld\n", bits, N, K, G,
-         same ? "bit-identical" : "DIFFERENT", (long long)wrapped, (long long)wrapped_g);
-  CHECK(same);
-  CHECK_EQ_INT(wrapped, wrapped_g);
-  cudaFree(cd), cudaFree(zd), cudaFree(sd), cudaFree(sod), cudaFree(qwd), cudaFree(qzd);
-  free(qw), free(qz), free(qw_g), free(qz_g), free(so), free(so_g);
+// Test weights [nrows, K] (group size gs, -1: the row), one family per row (r % 10) so that every
+// grid case of grid_int.h is reached in each shape:
+//   0 gaussian with a row scale; 1 the same with one outlier (x 50) per row; 2 every other group all
+//   zero and one group all -0.0; 3 every third weight -0.0 and one group of mixed +0.0 / -0.0;
+//   4 one-signed groups (positive, then negative: xmin or xmax stays 0); 5 half-integer multiples of a
+//   power of two (rounding ties x/scale = k + 0.5, round-half-to-even); 6 huge (an fp16 scale
+//   overflows to 65504 and codes clamp at the ends); 7 tiny (an fp16 scale underflows to 2^-24);
+//   8 fp32 subnormals (a bf16 / fp32 scale underflows to its smallest value); 9 one nonzero per group.
+static void rtn_fill(float *W, int nrows, int K, int gs, int bits) {
+  const int g = gs > 0 ? gs : K, maxq = (1 << bits) - 1;
+  for (int r = 0; r < nrows; r++) {
+    float *w = W + (size_t)r * K, s = 0.02f * expf(0.5f * rnd_gauss());
+    for (int k = 0; k < K; k++) w[k] = s * rnd_gauss();
+    switch (r % 10) {
+    case 1: w[(int)(rnd_uniform() * K)] *= 50.0f; break;
+    case 2:
+      for (int k = 0; k < K; k++)
+        if ((k / g) % 2 == 1) w[k] = 0.0f;
+      for (int k = 0; k < K && k < g; k++) w[k] = -0.0f; // group 0
+      break;
+    case 3:
+      for (int k = 0; k < K; k++)
+        if (k % 3 == 0) w[k] = -0.0f;
+      for (int k = g; k < K && k < 2 * g; k++) w[k] = (k & 1) ? -0.0f : 0.0f; // group 1 (when there is one)
+      break;
+    case 4:
+      for (int k = 0; k < K; k++) w[k] = (k / g) % 2 ? -fabsf(w[k]) : fabsf(w[k]);
+      break;
+    case 5:
+      for (int k = 0; k < K; k++) w[k] = 0x1p-6f * 0.5f * (float)((int)(rnd_uniform() * (2 * maxq + 1)) - maxq);
+      break;
+    case 6:
+      for (int k = 0; k < K; k++) w[k] *= 1e9f;
+      break;
+    case 7:
+      for (int k = 0; k < K; k++) w[k] *= 1e-6f;
+      break;
+    case 8:
+      for (int k = 0; k < K; k++) w[k] *= 1e-38f; // ~1e-40: fp32 subnormals
+      break;
+    case 9:
+      for (int k = 0; k < K; k++)
+        if (k % g != (r * 7) % g) w[k] = 0.0f;
+      break;
+    default: break;
+    }
+  }
 }
 
-static void test_pack_all(void) {
-  static const int bits[] = {2, 3, 4, 8};
-  enum { N = 320, K = 1024, GS = 128, G = K / GS };
-  uint8_t *codes = malloc((size_t)N * K), *zeros = malloc((size_t)N * G);
-  uint16_t *scales = malloc(sizeof(uint16_t) * N * G);
-  printf("pack (random codes, zeros incl. 0):\n");
-  for (size_t b = 0; b < 4; b++) {
-    uint32_t m = (1u << bits[b]) - 1u;
-    for (size_t i = 0; i < (size_t)N * K; i++) codes[i] = (uint8_t)((uint32_t)(rnd_uniform() * 256.0) & m);
-    for (size_t i = 0; i < (size_t)N * G; i++) {
-      zeros[i] = (uint8_t)((uint32_t)(rnd_uniform() * 256.0) & m);
-      scales[i] = (uint16_t)(rnd_uniform() * 65536.0);
-    }
-    check_pack(codes, scales, zeros, bits[b], N, K, G);
+// GPU RTN of W [nrows, K] on grid g against qs_grid_quantize_row_ref row by row: all four outputs
+// byte for byte (outputs poisoned first). *ties counts the weights that sat exactly half-way between
+// two codes (x / scale = k + 0.5 on the reference's scale), the round-half-to-even cases.
+static void rtn_case(const struct qs_grid *g, int nrows, int K, int64_t *ties) {
+  const int G = (int)qs_grid_n_groups(g, K);
+  size_t nk = (size_t)nrows * K, ng = (size_t)nrows * G;
+  float *W = malloc(sizeof(float) * nk), *Qr = malloc(sizeof(float) * nk), *Qg = malloc(sizeof(float) * nk);
+  float *sr = malloc(sizeof(float) * ng), *sg = malloc(sizeof(float) * ng);
+  uint8_t *cr = malloc(nk), *cg = malloc(nk), *zr = malloc(ng), *zg = malloc(ng);
+  char name[96];
+  qs_grid_name(g, name, sizeof(name));
+  rtn_fill(W, nrows, K, g->group_size, g->bits);
+  for (int r = 0; r < nrows; r++)
+    qs_grid_quantize_row_ref(g, W + (size_t)r * K, K, cr + (size_t)r * K, sr + (size_t)r * G, zr + (size_t)r * G,
+                             Qr + (size_t)r * K);
+  float *Wd = dev_put(W, sizeof(float) * nk), *sd = dev_put(NULL, sizeof(float) * ng);
+  uint8_t *cd = dev_put(NULL, nk), *zd = dev_put(NULL, ng);
+  CHECK(Wd && sd && cd && zd);
+  CHECK(cudaMemset(cd, 0xEE, nk) == cudaSuccess && cudaMemset(zd, 0xEE, ng) == cudaSuccess &&
+        cudaMemset(sd, 0xFF, sizeof(float) * ng) == cudaSuccess);
+  qs_status st = qs_rtn_quantize_cuda(g, Wd, nrows, K, 1000, cd, sd, zd, 0);
+  CHECK_EQ_INT(st, QS_OK);
+  CHECK(dev_get(Qg, Wd, sizeof(float) * nk) && dev_get(cg, cd, nk) && dev_get(sg, sd, sizeof(float) * ng) &&
+        dev_get(zg, zd, ng));
+  size_t dc = 0, ds = 0, dz = 0, dq = 0;
+  for (size_t i = 0; i < nk; i++) {
+    int dcode = cr[i] != cg[i], dval = memcmp(&Qr[i], &Qg[i], sizeof(float)) != 0;
+    if ((dcode || dval) && dc + dq == 0) // the first difference
+      fprintf(stderr, "  rtn %s [%zu, %zu]: w %.9g code ref %d gpu %d, value ref %.9g gpu %.9g\n", name, i / K, i % K,
+              W[i], cr[i], cg[i], Qr[i], Qg[i]);
+    dc += dcode, dq += dval;
+    size_t gi = (i / K) * G + (g->group_size > 0 ? (i % K) / g->group_size : 0);
+    float t = W[i] / sr[gi];
+    *ties += isfinite(t) && t - floorf(t) == 0.5f;
   }
-  // errors: a zero that does not fit (4-bit 16), and shapes that do not fill words
-  uint8_t *cd = dev_put(codes, (size_t)N * K), *zd = dev_put(NULL, (size_t)N * G);
-  uint16_t *sd = dev_put(scales, sizeof(uint16_t) * N * G), *sod = dev_put(NULL, sizeof(uint16_t) * N * G);
-  int32_t *qwd = dev_put(NULL, (size_t)K * N), *qzd = dev_put(NULL, (size_t)G * N);
-  for (size_t i = 0; i < (size_t)N * G; i++) zeros[i] = 8;
-  zeros[7 * G + 3] = 16;
-  CHECK(zd && cudaMemcpy(zd, zeros, (size_t)N * G, cudaMemcpyHostToDevice) == cudaSuccess);
-  CHECK_EQ_INT(qs_gptq_pack_cuda(cd, sd, zd, 4, N, K, G, qwd, qzd, sod, NULL, 0), QS_ERR_ARG);
-  CHECK_EQ_INT(qs_gptq_pack_cuda(cd, sd, zd, 4, 36, K, G, qwd, qzd, sod, NULL, 0), QS_ERR_UNSUPPORTED);
-  CHECK_EQ_INT(qs_gptq_pack_cuda(cd, sd, zd, 3, N, 48, G, qwd, qzd, sod, NULL, 0), QS_ERR_UNSUPPORTED);
-  cudaFree(cd), cudaFree(zd), cudaFree(sd), cudaFree(sod), cudaFree(qwd), cudaFree(qzd);
-  free(codes), free(zeros), free(scales);
+  for (size_t i = 0; i < ng; i++) ds += memcmp(&sr[i], &sg[i], sizeof(float)) != 0, dz += zr[i] != zg[i];
+  int same = st == QS_OK && !memcmp(cr, cg, nk) && !memcmp(sr, sg, sizeof(float) * ng) && !memcmp(zr, zg, ng) &&
+             !memcmp(Qr, Qg, sizeof(float) * nk);
+  printf("  rtn %-34s %4d x %4d (G %3d): %s (codes %zu, scales %zu, zeros %zu, values %zu differ)\n", name, nrows, K,
+         G, same ? "bit-identical" : "DIFFERENT", dc, ds, dz, dq);
+  CHECK(same);
+  cudaFree(Wd), cudaFree(sd), cudaFree(cd), cudaFree(zd);
+  free(W), free(Qr), free(Qg), free(sr), free(sg), free(cr), free(cg), free(zr), free(zg);
+}
+
+// A non-finite weight anywhere is QS_ERR_NUMERIC (NaN, +Inf, -Inf; first and last row), a grid of
+// an unknown kind QS_ERR_ARG, no rows QS_OK.
+static void test_rtn_errors(void) {
+  enum { N = 16, K = 300 };
+  struct qs_grid g = qs_grid_default();
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  const size_t at[3] = {3 * K + 5, 0, (size_t)N * K - 1};
+  float *W = malloc(sizeof(float) * N * K), *Wd = dev_put(NULL, sizeof(float) * N * K);
+  float *sd = dev_put(NULL, sizeof(float) * N * 3);
+  uint8_t *cd = dev_put(NULL, (size_t)N * K), *zd = dev_put(NULL, (size_t)N * 3);
+  CHECK(Wd && sd && cd && zd);
+  for (int i = 0; i < 3; i++) {
+    for (size_t j = 0; j < (size_t)N * K; j++) W[j] = 0.02f * rnd_gauss();
+    W[at[i]] = bad[i];
+    CHECK(cudaMemcpy(Wd, W, sizeof(float) * N * K, cudaMemcpyHostToDevice) == cudaSuccess);
+    CHECK_EQ_INT(qs_rtn_quantize_cuda(&g, Wd, N, K, 0, cd, sd, zd, 0), QS_ERR_NUMERIC);
+  }
+  CHECK_EQ_INT(qs_rtn_quantize_cuda(&g, Wd, 0, K, 0, cd, sd, zd, 0), QS_OK);
+  g.kind = QS_GRID_COUNT;
+  CHECK_EQ_INT(qs_rtn_quantize_cuda(&g, Wd, N, K, 0, cd, sd, zd, 0), QS_ERR_ARG);
+  CHECK(cudaDeviceSynchronize() == cudaSuccess); // nothing left broken on the device
+  cudaFree(Wd), cudaFree(sd), cudaFree(cd), cudaFree(zd);
+  free(W);
+}
+
+static void test_rtn_all(void) {
+  static const struct {
+    int nrows, K, bits, gs, sym, min_zero, dtype;
+  } cases[] = {
+      // rows  K    bits gs   sym mz  scale dtype
+      {1000, 2048, 4, 128, 1, 0, QS_DTYPE_F16}, // the default grid, many warps
+      {64, 1000, 4, 128, 1, 0, QS_DTYPE_F16},   // ragged last group (104 columns)
+      {64, 1000, 4, 128, 0, 1, QS_DTYPE_F16},   // asymmetric, GPTQ v1's min_zero 1
+      {40, 4096, 4, -1, 1, 0, QS_DTYPE_F16},    // one group per row
+      {40, 777, 8, -1, 0, 0, QS_DTYPE_BF16},    // one group per row, odd K
+      {50, 640, 3, 64, 0, 1, QS_DTYPE_BF16},
+      {30, 515, 2, 32, 0, 1, QS_DTYPE_F32},     // ragged last group of 3
+      {20, 256, 8, 128, 0, 1, QS_DTYPE_F16},
+      {20, 100, 4, 128, 0, 0, QS_DTYPE_F32},    // a group wider than the row
+      {33, 45, 4, 7, 1, 0, QS_DTYPE_BF16},      // groups narrower than a warp
+      {10, 131, 3, -1, 1, 0, QS_DTYPE_F16},
+  };
+  static const int bits[] = {2, 3, 4, 8}, dtypes[] = {QS_DTYPE_F16, QS_DTYPE_BF16, QS_DTYPE_F32};
+  int64_t ties = 0;
+  printf("rtn (gpu vs qs_grid_quantize_row_ref):\n");
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct qs_grid g = {.kind = QS_GRID_INT, .bits = cases[i].bits, .sym = cases[i].sym, .group_size = cases[i].gs,
+                        .min_zero = cases[i].min_zero, .scale_dtype = cases[i].dtype};
+    CHECK_EQ_INT(qs_grid_check(&g, cases[i].K, "test.rtn"), QS_OK);
+    rtn_case(&g, cases[i].nrows, cases[i].K, &ties);
+  }
+  // Every grid option on one ragged shape (300 = 4 x 64 + 44): bits x sym x min_zero x scale dtype.
+  for (int b = 0; b < 4; b++)
+    for (int sym = 0; sym <= 1; sym++)
+      for (int mz = 0; mz <= 1; mz++)
+        for (int d = 0; d < 3; d++) {
+          struct qs_grid g = {.kind = QS_GRID_INT, .bits = bits[b], .sym = sym, .group_size = 64, .min_zero = mz,
+                              .scale_dtype = dtypes[d]};
+          rtn_case(&g, 20, 300, &ties);
+        }
+  printf("  rounding ties met (x / scale = k + 0.5): %lld\n", (long long)ties);
+  CHECK(ties > 0); // the half-integer family reached rintf's ties
+  test_rtn_errors();
+}
+
+// ---- the method table ---------------------------------------------------------------------------------
+//
+// qs_method_find(name)->cuda (quant/method.h), driven as the run pipeline drives it: the same bytes as
+// the direct kernel calls (gptq: prep = qs_gptq_prep_cuda_init, rows = qs_gptq_quantize_tiled_cuda;
+// rtn: qs_rtn_quantize_cuda, and the CPU row of rtn too), group_map = the CPU's g_idx rules.
+struct dev_rows {
+  float *W, *scales, *loss;
+  uint8_t *codes, *zeros;
+};
+static int dev_rows_new(struct dev_rows *d, const float *W, int N, int K, int G) {
+  d->W = dev_put(W, sizeof(float) * (size_t)N * K), d->scales = dev_put(NULL, sizeof(float) * (size_t)N * G);
+  d->loss = dev_put(NULL, sizeof(float) * N), d->codes = dev_put(NULL, (size_t)N * K);
+  d->zeros = dev_put(NULL, (size_t)N * G);
+  return d->W && d->scales && d->loss && d->codes && d->zeros;
+}
+static void dev_rows_free(struct dev_rows *d) {
+  cudaFree(d->W), cudaFree(d->scales), cudaFree(d->loss), cudaFree(d->codes), cudaFree(d->zeros);
+}
+static struct qs_qrows dev_rows_out(const struct dev_rows *d) {
+  struct qs_qrows q = {d->codes, d->scales, d->zeros, d->loss};
+  return q;
+}
+// Host copies of two device results and whether they are the same bytes (loss too when with_loss).
+static int dev_rows_same(const struct dev_rows *a, const struct dev_rows *b, int N, int K, int G, int with_loss) {
+  size_t nk = (size_t)N * K, ng = (size_t)N * G;
+  char *x = malloc(sizeof(float) * nk), *y = malloc(sizeof(float) * nk);
+  int same = dev_get(x, a->W, sizeof(float) * nk) && dev_get(y, b->W, sizeof(float) * nk) &&
+             !memcmp(x, y, sizeof(float) * nk);
+  same = same && dev_get(x, a->codes, nk) && dev_get(y, b->codes, nk) && !memcmp(x, y, nk);
+  same = same && dev_get(x, a->scales, sizeof(float) * ng) && dev_get(y, b->scales, sizeof(float) * ng) &&
+         !memcmp(x, y, sizeof(float) * ng);
+  same = same && dev_get(x, a->zeros, ng) && dev_get(y, b->zeros, ng) && !memcmp(x, y, ng);
+  if (with_loss)
+    same = same && dev_get(x, a->loss, sizeof(float) * N) && dev_get(y, b->loss, sizeof(float) * N) &&
+           !memcmp(x, y, sizeof(float) * N);
+  free(x), free(y);
+  return same;
+}
+
+static void test_method_table(void) {
+  enum { N = 300, K = 640, TILE = 128 };
+  const struct qs_method *mg = qs_method_find("gptq"), *mr = qs_method_find("rtn");
+  CHECK(mg && mr && mg->cuda && mr->cuda);
+  if (!(mg && mr && mg->cuda && mr->cuda)) return;
+  struct qs_cuda_ctx ctx = {g_blas, g_solver, 0};
+  float *Hd = NULL, *X = make_inputs(2 * K, K, 2), *H = make_hessian(X, 2 * K, K, &Hd);
+  float *W = malloc(sizeof(float) * (size_t)N * K);
+  int32_t *g_idx = malloc(sizeof(int32_t) * K), *want = malloc(sizeof(int32_t) * K);
+  for (size_t i = 0; i < (size_t)N * K; i++) W[i] = 0.02f * rnd_gauss();
+  struct qs_qopts o = qs_qopts_default();
+  o.act_order = QS_ACT_ORDER_GROUP, o.grid.group_size = 64, o.grid.sym = 0, o.grid.min_zero = 1;
+  const int G = (int)qs_grid_n_groups(&o.grid, K);
+
+  // gptq
+  void *state = NULL;
+  struct qs_qprep_info info = {0};
+  struct qs_gptq_prep_cuda p = {0};
+  struct qs_gptq_prep cpu;
+  struct dev_rows a, b;
+  CHECK(dev_rows_new(&a, W, N, K, G) && dev_rows_new(&b, W, N, K, G));
+  CHECK_EQ_INT(mg->cuda->prep(&ctx, &o, Hd, K, "table.gptq", &state, &info), QS_OK);
+  CHECK_EQ_INT(qs_gptq_prep_cuda_init(&p, Hd, K, &o, o.factor_f64, "direct.gptq", g_solver, 0), QS_OK);
+  CHECK_EQ_INT(qs_gptq_prep_init(&cpu, H, K, &o, "cpu.gptq"), QS_OK);
+  if (state) {
+    struct qs_qrows out = dev_rows_out(&a);
+    CHECK_EQ_INT(mg->cuda->rows(&ctx, state, a.W, N, TILE, &out), QS_OK);
+    CHECK_EQ_INT(qs_gptq_quantize_tiled_cuda(&p, b.W, N, TILE, b.codes, b.scales, b.zeros, b.loss, g_blas, 0), QS_OK);
+    int same = dev_rows_same(&a, &b, N, K, G, 1);
+    mg->cuda->group_map(state, g_idx);
+    qs_gptq_g_idx(&cpu, want);
+    int map_same = !memcmp(g_idx, want, sizeof(int32_t) * K);
+    printf("method table gptq: rows %s the direct solve, damp %g (%d raises) vs %g, g_idx %s the CPU's\n",
+           same ? "bit-identical to" : "DIFFERENT from", (double)info.damp, info.damp_raises, (double)p.damp_used,
+           map_same ? "identical to" : "DIFFERENT from");
+    CHECK(same);
+    CHECK(map_same);
+    CHECK(info.damp == p.damp_used && info.damp_raises == p.damp_raises);
+    mg->cuda->free(state);
+  }
+  qs_gptq_prep_cuda_free(&p);
+  qs_gptq_prep_free(&cpu);
+  dev_rows_free(&a), dev_rows_free(&b);
+
+  // rtn: the GPU row against the kernel and against the CPU row (no Hessian; loss is NaN)
+  state = NULL;
+  void *cstate = NULL;
+  CHECK(dev_rows_new(&a, W, N, K, G) && dev_rows_new(&b, W, N, K, G));
+  CHECK_EQ_INT(mr->cuda->prep(&ctx, &o, NULL, K, "table.rtn", &state, &info), QS_OK);
+  CHECK_EQ_INT(mr->prep(&o, NULL, K, "cpu.rtn", &cstate, &info), QS_OK);
+  if (state && cstate) {
+    size_t nk = (size_t)N * K, ng = (size_t)N * G;
+    struct qs_qrows out = dev_rows_out(&a);
+    CHECK_EQ_INT(mr->cuda->rows(&ctx, state, a.W, N, TILE, &out), QS_OK);
+    CHECK_EQ_INT(qs_rtn_quantize_cuda(&o.grid, b.W, N, K, 0, b.codes, b.scales, b.zeros, 0), QS_OK);
+    int same = dev_rows_same(&a, &b, N, K, G, 0);
+    float *Wc = malloc(sizeof(float) * nk), *sc = malloc(sizeof(float) * ng), *lc = malloc(sizeof(float) * N);
+    float *Wg = malloc(sizeof(float) * nk), *sg = malloc(sizeof(float) * ng), *lg = malloc(sizeof(float) * N);
+    uint8_t *cc = malloc(nk), *zc = malloc(ng), *cg = malloc(nk), *zg = malloc(ng);
+    memcpy(Wc, W, sizeof(float) * nk);
+    struct qs_qrows cout = {cc, sc, zc, lc};
+    CHECK_EQ_INT(mr->rows(cstate, Wc, N, 0, &cout), QS_OK);
+    int cpu_same = dev_get(Wg, a.W, sizeof(float) * nk) && dev_get(cg, a.codes, nk) &&
+                   dev_get(sg, a.scales, sizeof(float) * ng) && dev_get(zg, a.zeros, ng) &&
+                   dev_get(lg, a.loss, sizeof(float) * N) && !memcmp(Wc, Wg, sizeof(float) * nk) &&
+                   !memcmp(cc, cg, nk) && !memcmp(sc, sg, sizeof(float) * ng) && !memcmp(zc, zg, ng);
+    size_t nan_loss = 0;
+    for (int n = 0; n < N; n++) nan_loss += isnan(lg[n]) && isnan(lc[n]);
+    mr->cuda->group_map(state, g_idx);
+    qs_grid_g_idx_contiguous(&o.grid, K, want);
+    int map_same = !memcmp(g_idx, want, sizeof(int32_t) * K);
+    printf("method table rtn: gpu rows %s the kernel, %s the cpu row; g_idx %s; loss NaN on %zu / %d rows\n",
+           same ? "bit-identical to" : "DIFFERENT from", cpu_same ? "bit-identical to" : "DIFFERENT from",
+           map_same ? "contiguous" : "DIFFERENT", nan_loss, N);
+    CHECK(same);
+    CHECK(cpu_same);
+    CHECK(map_same);
+    CHECK_EQ_INT(nan_loss, N);
+    free(Wc), free(sc), free(lc), free(Wg), free(sg), free(lg), free(cc), free(zc), free(cg), free(zg);
+  }
+  if (state) mr->cuda->free(state);
+  if (cstate) mr->free(cstate);
+  dev_rows_free(&a), dev_rows_free(&b);
+  cudaFree(Hd);
+  free(X), free(H), free(W), free(g_idx), free(want);
 }
 
 int main(int argc, char **argv) {
@@ -593,7 +861,8 @@ int main(int argc, char **argv) {
   test_factor_prep(4096, 0, 1, 1);
   test_factor_damping();
   test_solve_all();
-  test_pack_all();
+  test_rtn_all();
+  test_method_table();
   cublasDestroy(g_blas);
   cusolverDnDestroy(g_solver);
   return qs_test_finish("test_gptq_cuda");

@@ -7,7 +7,9 @@
 //            tiles execute (about half of 2·tokens·K²) and is compared with ~800 TFLOP/s (bf16 dense)
 //   factor   qs_gptq_prep_cuda_init (diag read-back, gather, potrf, trtri, reverse), fp32 and fp64
 // Per module group: solve (4-bit g128 sym, qs_gptq_quantize_cuda: Wp copy, 8-9 kernels + one sgemm
-// per 128 columns) and pack (qs_gptq_pack_cuda). Each timed call is preceded by a warm-up call and
+// per 128 columns). (The pack phase, the GPU GPTQ v1 pack kernel, is gone: packing into a format's
+// words now happens only in the format writer, on the host — src/formats/gptq_pack.c — so there is
+// no GPU pack to time.) Each timed call is preceded by a warm-up call and
 // its median over REPS runs is printed; device events bracket the calls (the entries synchronize
 // at their ends anyway). Inputs are random (never zeros): a host pool of random values tiled over
 // the device buffers (an odd pool length, so rows of X and W do not repeat).
@@ -22,11 +24,11 @@
 #include <cusolverDn.h>
 
 #include "base/dtype.h"
+#include "base/qs_common.h"
 #include "gptq_factor.h"
-#include "gptq_pack.h"
 #include "gptq_solve.h"
 #include "hessian.h"
-#include "quant/quant.h"
+#include "quant/method.h"
 
 enum { BENCH_REPS = 3, BENCH_TOKENS = 128 * 2048, BENCH_CHUNK = 32768, BENCH_POOL = 4194301 };
 static const double BENCH_PEAK_BF16 = 800e12;
@@ -89,7 +91,7 @@ static double bench_hessian_once(struct bench_ctx *c, float *S, const void *X, i
 }
 
 static double bench_prep_once(struct bench_ctx *c, const float *H, int K, int f64) {
-  struct qs_quant_opts o = qs_quant_opts_default();
+  struct qs_qopts o = qs_qopts_default();
   struct qs_gptq_prep_cuda p;
   double t0 = qs_time_now();
   if (qs_gptq_prep_cuda_init(&p, H, K, &o, f64, "bench", c->solver, 0) != QS_OK) return -1.0;
@@ -184,42 +186,37 @@ static double bench_sgemms(struct bench_ctx *c, const float *U, float *Wp, float
   return ms * 1e-3;
 }
 
-// Solve and pack of an [N, K] weight with the factor of H: seconds of each (medians), and of the
-// solve's sgemms alone.
-static int bench_module(struct bench_ctx *c, const float *H, int N, int K, double out[3]) {
-  struct qs_quant_opts o = qs_quant_opts_default();
+// Solve of an [N, K] weight with the factor of H: out[0] its seconds (median), out[1] those of the
+// solve's sgemms alone. (No pack phase any more: see the top of the file.)
+static int bench_module(struct bench_ctx *c, const float *H, int N, int K, double out[2]) {
+  struct qs_qopts o = qs_qopts_default();
   struct qs_gptq_prep_cuda p;
   size_t nk = (size_t)N * K, G = (size_t)(K / 128);
-  float *W0 = NULL, *W = NULL;
+  float *W0 = NULL, *W = NULL, *scales = NULL; // scales: fp32 holding fp16 values
   uint8_t *codes = NULL, *zeros = NULL;
-  uint16_t *scales = NULL, *sout = NULL;
-  int32_t *qw = NULL, *qz = NULL;
-  double ts[BENCH_REPS + 1], tp[BENCH_REPS + 1];
+  double ts[BENCH_REPS + 1];
   int ok = qs_gptq_prep_cuda_init(&p, H, K, &o, 0, "bench", c->solver, 0) == QS_OK;
   ok = ok && cudaMalloc((void **)&W0, 4 * nk) == cudaSuccess && cudaMalloc((void **)&W, 4 * nk) == cudaSuccess &&
        cudaMalloc((void **)&codes, nk) == cudaSuccess && cudaMalloc((void **)&zeros, N * G) == cudaSuccess &&
-       cudaMalloc((void **)&scales, 2 * N * G) == cudaSuccess && cudaMalloc((void **)&sout, 2 * N * G) == cudaSuccess &&
-       cudaMalloc((void **)&qw, nk / 2) == cudaSuccess && cudaMalloc((void **)&qz, N * G / 2) == cudaSuccess;
+       cudaMalloc((void **)&scales, sizeof(float) * N * G) == cudaSuccess;
   ok = ok && bench_fill(W0, 4 * nk, c->pool_f32, sizeof(float) * BENCH_POOL) == 0.0;
   for (int r = 0; ok && r <= BENCH_REPS; r++) { // r = 0: warm-up
     ok = cudaMemcpy(W, W0, 4 * nk, cudaMemcpyDeviceToDevice) == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess;
     double t0 = qs_time_now();
     ok = ok && qs_gptq_quantize_cuda(&p, W, N, codes, scales, zeros, NULL, c->blas, 0) == QS_OK;
-    double t1 = qs_time_now();
-    ok = ok && qs_gptq_pack_cuda(codes, scales, zeros, 4, N, K, (int64_t)G, qw, qz, sout, NULL, 0) == QS_OK;
-    ts[r] = t1 - t0, tp[r] = qs_time_now() - t1;
+    ts[r] = qs_time_now() - t0;
   }
-  if (ok) out[0] = bench_median(ts + 1, BENCH_REPS), out[1] = bench_median(tp + 1, BENCH_REPS);
+  if (ok) out[0] = bench_median(ts + 1, BENCH_REPS);
   // sgemms alone: W0 as Wp (N x K >= N x ldp floats only when K % 128 == 0, true for these shapes)
   float *Err = NULL;
   ok = ok && K % 128 == 0 && cudaMalloc((void **)&Err, sizeof(float) * 128 * (size_t)N) == cudaSuccess &&
        cudaMemset(Err, 0x3C, sizeof(float) * 128 * (size_t)N) == cudaSuccess;
   for (int r = 0; ok && r <= BENCH_REPS; r++) ok = (ts[r] = bench_sgemms(c, p.U, W0, Err, N, K)) >= 0.0;
-  if (ok) out[2] = bench_median(ts + 1, BENCH_REPS);
+  if (ok) out[1] = bench_median(ts + 1, BENCH_REPS);
   cudaFree(Err);
   if (!ok) c->failures++;
   qs_gptq_prep_cuda_free(&p);
-  cudaFree(W0), cudaFree(W), cudaFree(codes), cudaFree(zeros), cudaFree(scales), cudaFree(sout), cudaFree(qw), cudaFree(qz);
+  cudaFree(W0), cudaFree(W), cudaFree(codes), cudaFree(zeros), cudaFree(scales);
   return ok;
 }
 
@@ -244,7 +241,7 @@ static void bench_model_run(struct bench_ctx *c, const struct bench_model *m, in
   const int Ks[2] = {m->hidden, m->inter};
   const struct { const char *name; int N, in; } mods[4] = {
       {"qkv", m->hidden + 2 * m->kv, 0}, {"o", m->hidden, 0}, {"gate+up", 2 * m->inter, 0}, {"down", m->hidden, 1}};
-  double in_t[2][6] = {{0}}, mod_t[4][3] = {{0}}, sum[5] = {0};
+  double in_t[2][6] = {{0}}, mod_t[4][2] = {{0}}, sum[4] = {0};
   float *H[2] = {NULL, NULL};
   printf("\n%s (hidden %d, intermediate %d, tokens %d):\n", m->name, m->hidden, m->inter, BENCH_TOKENS);
   for (int i = 0; i < 2; i++) {
@@ -266,16 +263,16 @@ static void bench_model_run(struct bench_ctx *c, const struct bench_model *m, in
   for (int j = 0; j < 4; j++) {
     int K = Ks[mods[j].in];
     if (!H[mods[j].in] || !bench_module(c, H[mods[j].in], mods[j].N, K, mod_t[j])) continue;
-    printf("  %-8s N %5d K %5d  solve %8.4f s, of which sgemms %.4f s (%4.1f TFLOP/s fp32)  pack %8.5f s\n",
-           mods[j].name, mods[j].N, K, mod_t[j][0], mod_t[j][2],
-           (double)mods[j].N * K * (double)(K - 128) / mod_t[j][2] * 1e-12, mod_t[j][1]);
+    printf("  %-8s N %5d K %5d  solve %8.4f s, of which sgemms %.4f s (%4.1f TFLOP/s fp32)\n", mods[j].name,
+           mods[j].N, K, mod_t[j][0], mod_t[j][1], (double)mods[j].N * K * (double)(K - 128) / mod_t[j][1] * 1e-12);
   }
   // per layer: 3 Hessians + factors of K = hidden (qkv, o, gate/up inputs), 1 of K = intermediate
   for (int i = 0; i < 2; i++)
     for (int p = 0; p < 3; p++) sum[p] += (i == 0 ? 3.0 : 1.0) * in_t[i][p];
-  for (int j = 0; j < 4; j++) sum[3] += mod_t[j][0], sum[4] += mod_t[j][1];
-  printf("  per layer: hessian %.3f s, factor fp32 %.3f s (fp64 %.3f s), solve %.3f s, pack %.4f s; total %.3f s "
-         "(fp32 factor)\n", sum[0], sum[1], sum[2], sum[3], sum[4], sum[0] + sum[1] + sum[3] + sum[4]);
+  for (int j = 0; j < 4; j++) sum[3] += mod_t[j][0];
+  printf("  per layer: hessian %.3f s, factor fp32 %.3f s (fp64 %.3f s), solve %.3f s; total %.3f s (fp32 factor; "
+         "no GPU pack phase: the format writer packs on the host)\n", sum[0], sum[1], sum[2], sum[3],
+         sum[0] + sum[1] + sum[3]);
   cudaFree(H[0]), cudaFree(H[1]);
 }
 

@@ -1,4 +1,5 @@
-// test_gptq_pack.c — unit tests of the GPTQ v1 packing (src/gptq_pack.c) against FORMATS.md §2.2-2.3.
+// test_gptq_pack.c — unit tests of the GPTQ v1 packing (formats/gptq.h, formats/gptq_pack.c) against
+// FORMATS.md §2.2-2.3. Scales are passed as fp16 bits, as qs_gptq_pack takes them.
 // Run: ctest --test-dir build -R test_gptq_pack --output-on-failure
 // What is checked: hand-computed words for 2/3/4/8 bits, qweight and qzeros against a literal C
 // port of AutoGPTQ qlinear_cuda.py pack() (including its 3-bit branch), exact round trips for all
@@ -8,7 +9,8 @@
 
 #include "base/dtype.h"
 #include "qs_test.h"
-#include "quant/quant.h"
+#include "formats/gptq.h"
+#include "quant/grid.h"
 
 static uint64_t rng_state = 0x0123456789ABCDEFull;
 static uint32_t rng_u32(void) {
@@ -121,7 +123,9 @@ static void test_roundtrip(void) {
           zeros[i] = sym ? (uint8_t)((maxq + 1) / 2) : (uint8_t)(1 + rng_u32() % maxq); // 1..maxq
           scales[i] = qs_f32_to_f16((float)(rng_u32() % 1000 + 1) * 1e-4f);
         }
-        qs_quant_g_idx_plain(K, GS, g_idx);
+        struct qs_grid grid = qs_grid_default();
+        grid.bits = bits, grid.sym = sym, grid.group_size = GS;
+        qs_grid_g_idx_contiguous(&grid, K, g_idx); // k / GS
         if (act) // an act-order grouping: g_idx a permutation of the plain one
           for (int k = K - 1; k > 0; k--) {
             int j = (int)(rng_u32() % (uint32_t)(k + 1)), t = g_idx[k];

@@ -1,5 +1,5 @@
 // test_gptq_tiles_cuda.c — the property the cuda engine's rank-count independence rests on
-// (src/quantize_cuda.h): qs_gptq_quantize_tiled_cuda gives every row the same bits whether the
+// (src/run/engine_cuda.h): qs_gptq_quantize_tiled_cuda gives every row the same bits whether the
 // rows are solved in one call or split at tile boundaries over several calls (as ranks split them).
 // Compares codes, scales, zeros, dequantized weights and row losses byte for byte (zero tolerance:
 // the claim is bit identity). Label gpu; exits 77 without a CUDA device.
@@ -11,7 +11,8 @@
 
 #include "gptq_factor.h"
 #include "gptq_solve.h"
-#include "quant/quant.h"
+#include "quant/gptq.h"
+#include "quant/grid.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
 
@@ -23,7 +24,7 @@ static float uniform(void) { return (float)((double)(qs_mix64(g_rng += QS_WEYL) 
 struct out {
   float *W;
   uint8_t *codes, *zeros;
-  uint16_t *scales;
+  float *scales; // fp16 values
   float *loss;
 };
 
@@ -32,12 +33,12 @@ static int solve_split(const struct qs_gptq_prep_cuda *prep, const float *W0, co
                        int64_t G, struct out *h, cublasHandle_t blas, cudaStream_t st) {
   float *W = NULL, *loss = NULL;
   uint8_t *codes = NULL, *zeros = NULL;
-  uint16_t *scales = NULL;
+  float *scales = NULL;
   int ok = 0;
   TEST_CUDA(cudaMalloc((void **)&W, sizeof(float) * N * K));
   TEST_CUDA(cudaMalloc((void **)&codes, (size_t)N * K));
   TEST_CUDA(cudaMalloc((void **)&zeros, (size_t)N * G));
-  TEST_CUDA(cudaMalloc((void **)&scales, 2 * (size_t)N * G));
+  TEST_CUDA(cudaMalloc((void **)&scales, sizeof(float) * (size_t)N * G));
   TEST_CUDA(cudaMalloc((void **)&loss, sizeof(float) * N));
   TEST_CUDA(cudaMemcpy(W, W0, sizeof(float) * N * K, cudaMemcpyHostToDevice));
   for (int c = 0; c + 1 < nb; c++) {
@@ -48,7 +49,7 @@ static int solve_split(const struct qs_gptq_prep_cuda *prep, const float *W0, co
   TEST_CUDA(cudaMemcpy(h->W, W, sizeof(float) * N * K, cudaMemcpyDeviceToHost));
   TEST_CUDA(cudaMemcpy(h->codes, codes, (size_t)N * K, cudaMemcpyDeviceToHost));
   TEST_CUDA(cudaMemcpy(h->zeros, zeros, (size_t)N * G, cudaMemcpyDeviceToHost));
-  TEST_CUDA(cudaMemcpy(h->scales, scales, 2 * (size_t)N * G, cudaMemcpyDeviceToHost));
+  TEST_CUDA(cudaMemcpy(h->scales, scales, sizeof(float) * (size_t)N * G, cudaMemcpyDeviceToHost));
   TEST_CUDA(cudaMemcpy(h->loss, loss, sizeof(float) * N, cudaMemcpyDeviceToHost));
   ok = 1;
 done:
@@ -60,7 +61,7 @@ static void out_alloc(struct out *o, int64_t G) {
   o->W = malloc(sizeof(float) * N * K);
   o->codes = malloc((size_t)N * K);
   o->zeros = malloc((size_t)N * G);
-  o->scales = malloc(2 * (size_t)N * G);
+  o->scales = malloc(sizeof(float) * (size_t)N * G);
   o->loss = malloc(sizeof(float) * N);
 }
 static void out_free(struct out *o) { free(o->W), free(o->codes), free(o->zeros), free(o->scales), free(o->loss); }
@@ -72,9 +73,9 @@ int main(void) {
   cusolverDnHandle_t solver = NULL;
   cudaStream_t st = NULL;
   struct qs_gptq_prep_cuda prep = {0};
-  struct qs_quant_opts o = qs_quant_opts_default();
-  o.act_order = 1;
-  int64_t G = qs_quant_n_groups(K, o.group_size);
+  struct qs_qopts o = qs_qopts_default();
+  o.act_order = QS_ACT_ORDER_GROUP; // the old act_order = 1 (no static groups)
+  int64_t G = qs_grid_n_groups(&o.grid, K);
   float *X = malloc(sizeof(float) * S * K), *H = calloc((size_t)K * K, sizeof(float)), *W0 = malloc(sizeof(float) * N * K);
   float *Hd = NULL;
   struct out ref, alt;
@@ -101,7 +102,7 @@ int main(void) {
     CHECK(!memcmp(ref.W, alt.W, sizeof(float) * N * K));
     CHECK(!memcmp(ref.codes, alt.codes, (size_t)N * K));
     CHECK(!memcmp(ref.zeros, alt.zeros, (size_t)N * G));
-    CHECK(!memcmp(ref.scales, alt.scales, 2 * (size_t)N * G));
+    CHECK(!memcmp(ref.scales, alt.scales, sizeof(float) * (size_t)N * G));
     CHECK(!memcmp(ref.loss, alt.loss, sizeof(float) * N));
     printf("split %d (%d calls): %s\n", s, nbs[s] - 1, qs_test_failures ? "DIFFERENT" : "bit-identical to one call");
   }

@@ -14,7 +14,9 @@
 #      engine is held to the CPU's own spread: layer 0's q/k/v (identical inputs up to rounding)
 #      >= 99.5 % identical, the worst tensor within 5 points of the CPU-vs-CPU worst, and the
 #      perplexity within max(0.1 %, 2 x the CPU-vs-CPU difference) of the CPU's.
-#   3. RTN 4-bit g128 without calibration: byte-identical safetensors (RTN = GPTQ with U = I).
+#   3. RTN 4-bit g128 without calibration: byte-identical safetensors in both formats (GPTQ v1 and
+#      compressed-tensors): the GPU's RTN kernel runs the grid code of the CPU reference
+#      (quant/grid_int.h), and both formats are written on the host from the same records.
 set -euo pipefail
 D=${QS_DATA_DIR:-}
 [ -n "$D" ] && [ -d "$D/stories260K" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
@@ -84,10 +86,11 @@ within "$pb" "$p1" 2e-2 || fail "G: cuda bf16 perplexity beyond 2 %"
 
 echo "== 3. RTN without calibration: identical bytes"
 for dev in cpu cuda; do
-  "$Q" quantize --device $dev --model "$G" --method rtn --bits 4 --group-size 128 --out "$T/rtn_$dev" > "$T/rtn_$dev.log" 2>&1 || { cat "$T/rtn_$dev.log"; fail "rtn $dev"; }
+  "$Q" quantize --device $dev --model "$G" --method rtn --bits 4 --group-size 128 --asym \
+    --format gptq,compressed-tensors --out "$T/rtn_$dev" > "$T/rtn_$dev.log" 2>&1 || { cat "$T/rtn_$dev.log"; fail "rtn $dev"; }
 done
-for f in "$T"/rtn_cpu/*.safetensors; do
-  cmp "$f" "$T/rtn_cuda/$(basename "$f")" || fail "RTN $(basename "$f") differs between cpu and cuda"
+for f in "$T"/rtn_cpu/*.safetensors "$T"/rtn_cpu/compressed-tensors/*.safetensors; do
+  cmp "$f" "${f/rtn_cpu/rtn_cuda}" || fail "RTN ${f#$T/} differs between cpu and cuda"
 done
 echo "RTN checkpoints identical"
 echo "PASS"

@@ -8,9 +8,9 @@
 #      shard t = t % P, so 1, 2 or 3 ranks write; with 3, rank 0 writes shards 0 and 3): rank files
 #      and config byte-identical across -np, and checked;
 #   3. RTN 4-bit g64 asymmetric --tp 4 (zeros vary: TensorRT-LLM's `zero` formula is exercised) and
-#      GPTQ --act-order --static-groups --tp 2: checked;
+#      GPTQ --act-order (static groups) --tp 2: checked;
 #   4. bad input (--tp 3; --tp 8: 64 o_proj inputs per rank, less than a 128-wide group; 3 bits;
-#      act-order without static groups; per-row groups; --tp 0): one clear message, printed once,
+#      --act-order=group; per-row groups; --tp 0): one clear message, printed once,
 #      non-zero exit, no output directory.
 # Calibration is tiny (4 x 128 tokens): this checks the format, not the quality.
 set -euo pipefail
@@ -50,10 +50,10 @@ done
 chk tp4np3 4
 echo "identical for -np 1, 2, 3: rank0 $(sha256sum "$T/tp4np1/trtllm/rank0.safetensors" | cut -c1-16)"
 
-echo "== 3. RTN asym g64 --tp 4 (-np 2); GPTQ act-order + static groups --tp 2"
+echo "== 3. RTN asym g64 --tp 4 (-np 2); GPTQ act-order (static groups) --tp 2"
 q rtn 2 --method rtn --asym --group-size 64 --tp 4
 chk rtn 4
-q act 1 "${calib[@]}" --act-order --static-groups --tp 2
+q act 1 "${calib[@]}" --act-order --tp 2
 chk act 2
 
 echo "== 4. bad input"
@@ -69,7 +69,7 @@ bad() { # name np expected-substring [quantize options...]
 bad tp3 2 "num_attention_heads 8 is not divisible by 3" "${calib[@]}" --tp 3
 bad tp8 2 "would straddle TP shards" "${calib[@]}" --tp 8
 bad bits3 2 "4-bit only" "${calib[@]}" --bits 3 --tp 2
-bad act 1 "add --static-groups" "${calib[@]}" --act-order --tp 2
+bad act 1 "use --act-order (static groups)" "${calib[@]}" --act-order=group --tp 2
 bad perrow 1 "groupwise" --method rtn --group-size -1 --tp 2
 bad tp0 1 "--tp '0'" --method rtn --tp 0
 echo "test_trtllm: all passed"

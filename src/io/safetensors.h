@@ -71,13 +71,16 @@ qs_status qs_ckpt_read_f32(const struct qs_ckpt *c, const char *name, int ndim, 
 
 // Writer: tensors are added (copied or borrowed), then finish() writes them into `dir` as
 // model.safetensors, or as model-XXXXX-of-YYYYY.safetensors + model.safetensors.index.json when
-// the total exceeds max_shard_bytes (greedy in insertion order, a larger tensor goes alone).
+// the total exceeds max_shard_bytes (greedy in insertion order, a larger tensor goes alone). A
+// shard is written as soon as the next one starts (provisional name model-XXXXX.safetensors.part,
+// renamed by finish()), so the writer holds at most one shard of data.
 // Inside a file tensors are ordered as the reference writer does (descending dtype, then name)
 // and the header is space-padded to a multiple of 8, so every tensor is naturally aligned.
 // Metadata {"format": "pt"}. Every file is written under a temporary name and renamed.
 struct qs_st_writer;
 qs_status qs_st_writer_init(struct qs_st_writer **w, const char *dir, uint64_t max_shard_bytes);
-// copy = 1: data is copied now; copy = 0: data must stay valid until finish().
+// copy = 1: data is copied now; copy = 0: data must stay valid until its shard is written (at the
+// latest, finish()).
 qs_status qs_st_writer_add(struct qs_st_writer *w, const char *name, qs_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, int copy);
 qs_status qs_st_writer_finish(struct qs_st_writer *w);

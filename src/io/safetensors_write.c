@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,16 +23,24 @@ struct qs_st_wtensor {
   int64_t shape[QS_ST_MAX_DIMS];
   uint64_t bytes;
   const void *data; // borrowed, or == owned
-  void *owned;      // copy made by add(copy = 1)
-  size_t shard;     // assigned by finish()
-  uint64_t begin;   // offset inside its shard's buffer, assigned by finish()
+  void *owned;      // copy made by add(copy = 1); freed once its shard is written
+  size_t shard;     // assigned by add(): greedy in insertion order
+  uint64_t begin;   // offset inside its shard's buffer, assigned when the shard is written
 };
 
+// Shards are assigned as tensors come (greedy in insertion order: a new shard starts when the tensor
+// would push a non-empty shard past max_shard_bytes, so a tensor larger than the limit ends up alone),
+// and a shard is written as soon as the next one starts — under a provisional name, renamed to
+// model-XXXXX-of-YYYYY.safetensors by finish() once the count is known. So a writer holds at most
+// one shard of copied data, whatever the checkpoint's size.
 struct qs_st_writer {
   char *dir;
   uint64_t max_shard_bytes; // 0 = no limit
   size_t n, cap;
   struct qs_st_wtensor *t; // insertion order
+  size_t shard;            // the shard being filled
+  uint64_t used;           // its bytes so far
+  size_t in_shard;         // its tensors so far
 };
 
 qs_status qs_st_writer_init(struct qs_st_writer **w, const char *dir, uint64_t max_shard_bytes) {
@@ -58,6 +67,8 @@ void qs_st_writer_free(struct qs_st_writer *w) {
 }
 
 // ---- add -----------------------------------------------------------------------------------------
+
+static qs_status flush_shard(struct qs_st_writer *w);
 
 // Byte size of the tensor, or an error for a bad dtype / shape (same rules as the reader).
 static qs_status tensor_bytes(const struct qs_st_writer *w, const char *name, qs_dtype dtype, int ndim,
@@ -111,6 +122,12 @@ qs_status qs_st_writer_add(struct qs_st_writer *w, const char *name, qs_dtype dt
   QS_TRY(tensor_bytes(w, name, dtype, ndim, shape, &bytes));
   if (bytes > 0 && !data) QS_FAIL(QS_ERR_ARG, "%s: tensor %s: %llu bytes but no data", w->dir, name, (unsigned long long)bytes);
   QS_TRY(writer_grow(w));
+  if (w->max_shard_bytes && w->in_shard > 0 && w->used + bytes > w->max_shard_bytes) {
+    QS_TRY(flush_shard(w)); // the shard is complete: out to disk, its copies freed
+    w->shard++;
+    w->used = 0;
+    w->in_shard = 0;
+  }
   t.name = strdup(name);
   if (!t.name) QS_FAIL(QS_ERR_OOM, "out of memory");
   t.dtype = dtype;
@@ -124,6 +141,9 @@ qs_status qs_st_writer_add(struct qs_st_writer *w, const char *name, qs_dtype dt
     memcpy(t.owned, data, bytes);
     t.data = t.owned;
   }
+  t.shard = w->shard;
+  w->used += bytes;
+  w->in_shard++;
   w->t[w->n++] = t;
   return QS_OK;
 fail:
@@ -133,24 +153,6 @@ fail:
 }
 
 // ---- layout --------------------------------------------------------------------------------------
-
-// Greedy in insertion order: a new shard starts when the tensor would push a non-empty shard past
-// max_shard_bytes (so a tensor larger than the limit ends up alone). Returns the shard count.
-static size_t assign_shards(struct qs_st_writer *w) {
-  size_t shard = 0;
-  uint64_t used = 0, in_shard = 0;
-  for (size_t i = 0; i < w->n; i++) {
-    if (w->max_shard_bytes && in_shard > 0 && used + w->t[i].bytes > w->max_shard_bytes) {
-      shard++;
-      used = 0;
-      in_shard = 0;
-    }
-    w->t[i].shard = shard;
-    used += w->t[i].bytes;
-    in_shard++;
-  }
-  return w->n ? shard + 1 : 1; // an empty checkpoint is one file with no tensors
-}
 
 // Reference writer order (tensor.rs prepare()): descending dtype rank, then name.
 static int cmp_file_order(const void *a, const void *b) {
@@ -235,13 +237,16 @@ fail:
   return status;
 }
 
+// n_shards 0: the provisional name of a shard written before the count is known.
 static char *shard_name(size_t shard, size_t n_shards) {
   char buf[64];
-  if (n_shards == 1) snprintf(buf, sizeof(buf), QS_ST_SINGLE_NAME);
+  if (n_shards == 0) snprintf(buf, sizeof(buf), "model-%05zu.safetensors.part", shard + 1);
+  else if (n_shards == 1) snprintf(buf, sizeof(buf), QS_ST_SINGLE_NAME);
   else snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", shard + 1, n_shards);
   return strdup(buf);
 }
 
+// Writes shard `shard` as file shard_name(shard, n_shards) and frees the copies it held.
 static qs_status write_shard(struct qs_st_writer *w, size_t shard, size_t n_shards) {
   qs_status status = QS_OK;
   struct qs_st_wtensor **o = NULL;
@@ -252,11 +257,38 @@ static qs_status write_shard(struct qs_st_writer *w, size_t shard, size_t n_shar
   QS_TRY(build_header(path, o, n, &header, &hlen));
   if (hlen > QS_ST_MAX_HEADER) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: header of %zu bytes exceeds the format's limit", path, hlen);
   QS_TRY(write_shard_file(path, header, hlen, o, n));
+  for (size_t i = 0; i < n; i++) {
+    free(o[i]->owned);
+    o[i]->owned = NULL;
+    o[i]->data = NULL;
+  }
 fail:
   free(o);
   free(header);
   free(name);
   free(path);
+  return status;
+}
+
+static qs_status flush_shard(struct qs_st_writer *w) {
+  qs_status status = QS_OK;
+  QS_TRY(qs_dir_make(w->dir));
+  QS_TRY(write_shard(w, w->shard, 0));
+fail:
+  return status;
+}
+
+// A flushed shard's provisional file to its final name.
+static qs_status rename_shard(struct qs_st_writer *w, size_t shard, size_t n_shards) {
+  qs_status status = QS_OK;
+  char *a = shard_name(shard, 0), *b = shard_name(shard, n_shards), *pa = NULL, *pb = NULL;
+  if (!a || !b || !(pa = qs_path_join(w->dir, a)) || !(pb = qs_path_join(w->dir, b))) QS_FAIL(QS_ERR_OOM, "out of memory");
+  if (rename(pa, pb) != 0) QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", pa, pb, strerror(errno));
+fail:
+  free(a);
+  free(b);
+  free(pa);
+  free(pb);
   return status;
 }
 
@@ -308,8 +340,9 @@ fail:
 qs_status qs_st_writer_finish(struct qs_st_writer *w) {
   qs_status status = QS_OK;
   QS_TRY(qs_dir_make(w->dir));
-  size_t n_shards = assign_shards(w);
-  for (size_t s = 0; s < n_shards; s++) QS_TRY(write_shard(w, s, n_shards));
+  size_t n_shards = w->shard + 1; // an empty checkpoint is one file with no tensors
+  QS_TRY(write_shard(w, w->shard, n_shards));
+  for (size_t s = 0; s < w->shard; s++) QS_TRY(rename_shard(w, s, n_shards));
   if (n_shards > 1) QS_TRY(write_index(w, n_shards));
   QS_TRY(remove_stale(w, n_shards));
 fail:

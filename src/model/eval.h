@@ -7,6 +7,8 @@
 
 struct qs_comm;
 
+#define QS_EVAL_DEFAULT_SEQLEN 2048 // windows of a 1-D stream when no --seqlen is given (at most max positions)
+
 struct qs_eval_result {
   double ppl;            // exp(nll / predicted)
   double nll;            // summed negative log-likelihood, windows added in window order
@@ -23,6 +25,36 @@ struct qs_eval_device {
   int kind;
   int f32;
 };
+
+// What to evaluate (the command line's options, or quantize --eval's).
+struct qs_eval_request {
+  const char *model, *data, *dataset; // dataset NULL: "/input_ids"
+  long long seqlen;                   // 0: not given (2-D: the rows' length; 1-D: min(2048, max positions))
+  long long max_windows;              // 0: all
+};
+
+// What rank 0 decided from the token file and the config, sent to every rank.
+struct qs_eval_plan {
+  long long n_windows; // windows evaluated
+  long long n_avail;   // windows in the file
+  long long n_tokens;  // tokens in the file
+  int seqlen;
+  int ok;
+};
+
+// Rank 0 reads the tokens (and the config: `cfg` when given, else the model's config.json), checks
+// the ids against the vocabulary and plans the windows; every rank gets the plan and the ids of the
+// evaluated windows (*ids: [n_windows, seqlen], malloc'ed). Returns QS_ERR_ARG silently on ranks > 0
+// when rank 0 failed (it printed why).
+qs_status qs_eval_share_tokens(struct qs_comm *world, const struct qs_eval_request *o, const struct qs_config *cfg,
+                               struct qs_eval_plan *p, int32_t **ids);
+// Every rank opens the model (and on the CPU loads its layers); then all agree that every rank
+// succeeded (a rank that failed has printed why; the others must not wait for it in a collective).
+qs_status qs_eval_open_model(struct qs_comm *world, const char *dir, int kind, struct qs_model *m, int *opened);
+// Every rank: its share of the planned windows, then the ordered sum of the per-window NLLs over all
+// of them into *nll_sum (the same bits on every rank). t0: start time, for the progress lines.
+qs_status qs_eval_windows(struct qs_comm *world, struct qs_model *m, const struct qs_eval_plan *p, const int32_t *ids,
+                          const struct qs_eval_device *dev, double t0, double *nll_sum);
 
 // Windows of `seqlen` tokens from `data` ("/input_ids", 1-D stream or 2-D rows; seqlen 0 = the
 // rows' length for 2-D, else required), at most max_windows (0 = all). On the CPU the layers of m

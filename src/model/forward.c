@@ -66,57 +66,63 @@ static qs_status attention_sequence(const struct qs_config *c, const float *inv_
   return qs_attention(q, k, v, ws->att + r0 * H * D, T, H, Hkv, D, ws->scores);
 }
 
-static qs_status attention_block(const struct qs_config *c, const float *inv_freq, struct qs_layer *L,
-                                 float *x, int B, int T, struct qs_fwd *ws, qs_group_hook hook, void *ctx) {
+// Step `step` of the layer (contract: model.h). ws->xn, ws->att, ws->gate hold the group inputs.
+qs_status qs_layer_step(const struct qs_config *c, const float *inv_freq, struct qs_layer *L, float *x, int B, int T,
+                        struct qs_fwd *ws, int step, const float **X, int *K) {
   qs_status status = QS_OK;
-  const int rows = B * T, qd = c->n_heads * c->head_dim;
-  qs_rmsnorm_ref(x, L->attn_norm, ws->xn, rows, c->hidden, c->rms_eps);
-  if (hook) QS_TRY(hook(ctx, QS_GROUP_QKV, L, ws->xn, rows, c->hidden));
-  for (int b = 0; b < B; b++) QS_TRY(attention_sequence(c, inv_freq, L, ws, b, T));
-  if (hook) QS_TRY(hook(ctx, QS_GROUP_O, L, ws->att, rows, qd));
-  for (int b = 0; b < B; b++) {
-    const size_t r0 = (size_t)b * T;
-    qs_matmul(ws->att + r0 * qd, L->o.w, L->o.b, ws->tmp + r0 * c->hidden, T, c->hidden, qd);
+  const int rows = B * T, qd = c->n_heads * c->head_dim, I = c->intermediate, Hd = c->hidden;
+  if (B <= 0 || T <= 0 || B * T > ws->B * ws->T || T > ws->T)
+    QS_FAIL(QS_ERR_INTERNAL, "layer forward: %d x %d tokens do not fit the workspace (%d x %d)", B, T,
+            ws->B, ws->T);
+  switch (step) {
+  case QS_GROUP_QKV:
+    if (c->sliding_window > 0 && T > c->sliding_window)
+      QS_FAIL(QS_ERR_UNSUPPORTED, "%s: sequences of %d tokens exceed the sliding attention window %d, "
+              "which this forward does not implement", c->model_type, T, c->sliding_window);
+    qs_rmsnorm_ref(x, L->attn_norm, ws->xn, rows, Hd, c->rms_eps);
+    *X = ws->xn, *K = Hd;
+    break;
+  case QS_GROUP_O:
+    for (int b = 0; b < B; b++) QS_TRY(attention_sequence(c, inv_freq, L, ws, b, T));
+    *X = ws->att, *K = qd;
+    break;
+  case QS_GROUP_GATE_UP:
+    for (int b = 0; b < B; b++) {
+      const size_t r0 = (size_t)b * T;
+      qs_matmul(ws->att + r0 * qd, L->o.w, L->o.b, ws->tmp + r0 * Hd, T, Hd, qd);
+    }
+    add_inplace(x, ws->tmp, (size_t)rows * Hd);
+    qs_rmsnorm_ref(x, L->mlp_norm, ws->xn, rows, Hd, c->rms_eps);
+    *X = ws->xn, *K = Hd;
+    break;
+  case QS_GROUP_DOWN:
+    for (int b = 0; b < B; b++) {
+      const size_t r0 = (size_t)b * T;
+      float *gate = ws->gate + r0 * I, *up = ws->up + r0 * I;
+      qs_matmul(ws->xn + r0 * Hd, L->gate.w, L->gate.b, gate, T, I, Hd);
+      qs_matmul(ws->xn + r0 * Hd, L->up.w, L->up.b, up, T, I, Hd);
+      qs_swiglu_ref(gate, up, gate, (size_t)T * I); // gate <- silu(gate) * up: the input of down_proj
+    }
+    *X = ws->gate, *K = I;
+    break;
+  default:
+    for (int b = 0; b < B; b++) {
+      const size_t r0 = (size_t)b * T;
+      qs_matmul(ws->gate + r0 * I, L->down.w, L->down.b, ws->tmp + r0 * Hd, T, Hd, I);
+    }
+    add_inplace(x, ws->tmp, (size_t)rows * Hd);
+    *X = NULL, *K = 0;
   }
-  add_inplace(x, ws->tmp, (size_t)rows * c->hidden);
-fail:
-  return status;
-}
-
-static qs_status mlp_block(const struct qs_config *c, struct qs_layer *L, float *x, int B, int T,
-                           struct qs_fwd *ws, qs_group_hook hook, void *ctx) {
-  qs_status status = QS_OK;
-  const int rows = B * T, I = c->intermediate, Hd = c->hidden;
-  qs_rmsnorm_ref(x, L->mlp_norm, ws->xn, rows, Hd, c->rms_eps);
-  if (hook) QS_TRY(hook(ctx, QS_GROUP_GATE_UP, L, ws->xn, rows, Hd));
-  for (int b = 0; b < B; b++) {
-    const size_t r0 = (size_t)b * T;
-    float *gate = ws->gate + r0 * I, *up = ws->up + r0 * I;
-    qs_matmul(ws->xn + r0 * Hd, L->gate.w, L->gate.b, gate, T, I, Hd);
-    qs_matmul(ws->xn + r0 * Hd, L->up.w, L->up.b, up, T, I, Hd);
-    qs_swiglu_ref(gate, up, gate, (size_t)T * I);  // gate <- silu(gate) * up: the input of down_proj
-  }
-  if (hook) QS_TRY(hook(ctx, QS_GROUP_DOWN, L, ws->gate, rows, I));
-  for (int b = 0; b < B; b++) {
-    const size_t r0 = (size_t)b * T;
-    qs_matmul(ws->gate + r0 * I, L->down.w, L->down.b, ws->tmp + r0 * Hd, T, Hd, I);
-  }
-  add_inplace(x, ws->tmp, (size_t)rows * Hd);
 fail:
   return status;
 }
 
 qs_status qs_layer_forward(const struct qs_config *c, const float *rope_inv_freq, struct qs_layer *L,
-                           float *x, int B, int T, struct qs_fwd *ws, qs_group_hook hook, void *ctx) {
+                           float *x, int B, int T, struct qs_fwd *ws) {
   qs_status status = QS_OK;
-  if (B <= 0 || T <= 0 || B * T > ws->B * ws->T || T > ws->T)
-    QS_FAIL(QS_ERR_INTERNAL, "layer forward: %d x %d tokens do not fit the workspace (%d x %d)", B, T,
-            ws->B, ws->T);
-  if (c->sliding_window > 0 && T > c->sliding_window)
-    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: sequences of %d tokens exceed the sliding attention window %d, "
-            "which this forward does not implement", c->model_type, T, c->sliding_window);
-  QS_TRY(attention_block(c, rope_inv_freq, L, x, B, T, ws, hook, ctx));
-  QS_TRY(mlp_block(c, L, x, B, T, ws, hook, ctx));
+  const float *X;
+  int K;
+  for (int s = 0; s <= QS_GROUP_COUNT; s++) QS_TRY(qs_layer_step(c, rope_inv_freq, L, x, B, T, ws, s, &X, &K));
 fail:
   return status;
 }
@@ -135,7 +141,7 @@ qs_status qs_model_forward_layers(struct qs_model *m, float *x, int T, struct qs
   qs_status status = QS_OK;
   if (!m->layers) QS_FAIL(QS_ERR_INTERNAL, "%s: layers are not loaded (call qs_model_load_layers)", m->dir);
   for (int l = 0; l < m->cfg.n_layers; l++)
-    QS_TRY(qs_layer_forward(&m->cfg, m->rope_inv_freq, &m->layers[l], x, 1, T, ws, NULL, NULL));
+    QS_TRY(qs_layer_forward(&m->cfg, m->rope_inv_freq, &m->layers[l], x, 1, T, ws));
 fail:
   return status;
 }

@@ -50,11 +50,10 @@ void qs_dctx_sample_memory(struct qs_dctx *c) {
 }
 
 void qs_dlayer_shapes(const struct qs_config *cfg, int *n_out, int *n_in) {
-  const int qd = cfg->n_heads * cfg->head_dim, kvd = cfg->n_kv_heads * cfg->head_dim;
-  const int no[QS_LW_COUNT] = {qd, kvd, kvd, cfg->hidden, cfg->intermediate, cfg->intermediate, cfg->hidden};
-  const int ni[QS_LW_COUNT] = {cfg->hidden, cfg->hidden, cfg->hidden, qd, cfg->hidden, cfg->hidden, cfg->intermediate};
-  memcpy(n_out, no, sizeof(no));
-  memcpy(n_in, ni, sizeof(ni));
+  for (int i = 0; i < QS_LIN_COUNT; i++) {
+    int bias;
+    qs_layout_shape(cfg, (enum qs_lin)i, &n_out[i], &n_in[i], &bias);
+  }
 }
 
 // (Re)allocates *p to at least `bytes` device bytes.
@@ -120,7 +119,7 @@ qs_status qs_dlayer_upload(struct qs_dctx *c, struct qs_hslot *s, struct qs_dlay
   size_t stage_cap = 0, norm_cap = 0;
   void *stage = NULL;
   qs_dlayer_shapes(c->cfg, L->n_out, L->n_in);
-  for (int i = 0; i < QS_LW_COUNT; i++) QS_TRY(upload_linear(c, s, L, i, &stage, &stage_cap));
+  for (int i = 0; i < QS_LIN_COUNT; i++) QS_TRY(upload_linear(c, s, L, i, &stage, &stage_cap));
   norm_cap = L->attn_norm ? (size_t)H * sizeof(float) : 0;
   QS_TRY(dev_reserve((void **)&L->attn_norm, &norm_cap, (size_t)H * sizeof(float)));
   norm_cap = L->mlp_norm ? (size_t)H * sizeof(float) : 0;
@@ -136,7 +135,7 @@ fail:
 }
 
 void qs_dlayer_free(struct qs_dlayer *L) {
-  for (int i = 0; i < QS_LW_COUNT; i++) {
+  for (int i = 0; i < QS_LIN_COUNT; i++) {
     if (L->w[i] != L->raw[i]) cudaFree(L->w[i]);
     cudaFree(L->raw[i]);
     cudaFree(L->b[i]);
@@ -191,9 +190,9 @@ static qs_status dlinear(struct qs_dctx *c, const struct qs_dlayer *L, int i, co
 qs_status qs_dfwd_attention(struct qs_dctx *c, const struct qs_dlayer *L, struct qs_dseq *s, void *att) {
   qs_status status = QS_OK;
   const struct qs_config *f = c->cfg;
-  QS_TRY(dlinear(c, L, QS_LW_Q, s->xn, s->q, s->T));
-  QS_TRY(dlinear(c, L, QS_LW_K, s->xn, s->k, s->T));
-  QS_TRY(dlinear(c, L, QS_LW_V, s->xn, s->v, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_Q, s->xn, s->q, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_K, s->xn, s->k, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_V, s->xn, s->v, s->T));
   QS_TRY(qs_rope_cuda(s->q, 1, s->T, f->n_heads, f->head_dim, c->inv_freq, 0, c->dt, c->stream));
   QS_TRY(qs_rope_cuda(s->k, 1, s->T, f->n_kv_heads, f->head_dim, c->inv_freq, 0, c->dt, c->stream));
   QS_TRY(qs_attention_cuda(s->q, s->k, s->v, att, 1, s->T, f->n_heads, f->n_kv_heads, f->head_dim, c->dt,
@@ -205,7 +204,7 @@ fail:
 qs_status qs_dfwd_attn_out(struct qs_dctx *c, const struct qs_dlayer *L, const void *att, float *x,
                            struct qs_dseq *s) {
   qs_status status = QS_OK;
-  QS_TRY(dlinear(c, L, QS_LW_O, att, s->tmp, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_O, att, s->tmp, s->T));
   QS_TRY(qs_residual_add_cuda(x, QS_DTYPE_F32, s->tmp, c->dt, (size_t)s->T * c->cfg->hidden, c->stream));
 fail:
   return status;
@@ -213,8 +212,8 @@ fail:
 
 qs_status qs_dfwd_mlp_act(struct qs_dctx *c, const struct qs_dlayer *L, struct qs_dseq *s) {
   qs_status status = QS_OK;
-  QS_TRY(dlinear(c, L, QS_LW_GATE, s->xn, s->gate, s->T));
-  QS_TRY(dlinear(c, L, QS_LW_UP, s->xn, s->up, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_GATE, s->xn, s->gate, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_UP, s->xn, s->up, s->T));
   QS_TRY(qs_swiglu_cuda(s->gate, s->up, s->gate, (size_t)s->T * c->cfg->intermediate, c->dt, c->stream));
 fail:
   return status;
@@ -223,7 +222,7 @@ fail:
 qs_status qs_dfwd_mlp_out(struct qs_dctx *c, const struct qs_dlayer *L, const void *act, float *x,
                           struct qs_dseq *s) {
   qs_status status = QS_OK;
-  QS_TRY(dlinear(c, L, QS_LW_DOWN, act, s->tmp, s->T));
+  QS_TRY(dlinear(c, L, QS_LIN_DOWN, act, s->tmp, s->T));
   QS_TRY(qs_residual_add_cuda(x, QS_DTYPE_F32, s->tmp, c->dt, (size_t)s->T * c->cfg->hidden, c->stream));
 fail:
   return status;

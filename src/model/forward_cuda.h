@@ -23,9 +23,9 @@
 #include "base/dtype.h"
 #include "model/model.h"
 
-// Tensors of a decoder layer, in a fixed order (the 7 linears follow qs_layer's q..down order).
-enum { QS_LW_Q = 0, QS_LW_K, QS_LW_V, QS_LW_O, QS_LW_GATE, QS_LW_UP, QS_LW_DOWN, QS_LW_COUNT };
-enum { QS_LT_W = 0, QS_LT_B = QS_LW_COUNT, QS_LT_ATTN_NORM = 2 * QS_LW_COUNT, QS_LT_MLP_NORM, QS_LT_COUNT };
+// Tensors of a decoder layer, in a fixed order: the linears' weights (enum qs_lin, io/layout.h),
+// their biases, the two norms.
+enum { QS_LT_W = 0, QS_LT_B = QS_LIN_COUNT, QS_LT_ATTN_NORM = 2 * QS_LIN_COUNT, QS_LT_MLP_NORM, QS_LT_COUNT };
 
 struct qs_dctx {
   const struct qs_config *cfg;
@@ -68,13 +68,13 @@ qs_status qs_wstream_get(struct qs_wstream *w, int l, struct qs_hslot **out);
 
 // ---- device side -----------------------------------------------------------------------------------
 struct qs_dlayer {
-  void *raw[QS_LW_COUNT];          // linear weights as stored [n_out, n_in] (raw_dt)
-  qs_dtype raw_dt[QS_LW_COUNT];
-  void *w[QS_LW_COUNT];            // in dt (== raw when raw_dt == dt)
-  void *b[QS_LW_COUNT];            // biases [n_out] in dt, or NULL
+  void *raw[QS_LIN_COUNT];          // linear weights as stored [n_out, n_in] (raw_dt)
+  qs_dtype raw_dt[QS_LIN_COUNT];
+  void *w[QS_LIN_COUNT];            // in dt (== raw when raw_dt == dt)
+  void *b[QS_LIN_COUNT];            // biases [n_out] in dt, or NULL
   float *attn_norm, *mlp_norm;     // [hidden] fp32
-  int n_out[QS_LW_COUNT], n_in[QS_LW_COUNT];
-  size_t cap_raw[QS_LW_COUNT], cap_w[QS_LW_COUNT]; // allocated bytes (reused across layers)
+  int n_out[QS_LIN_COUNT], n_in[QS_LIN_COUNT];
+  size_t cap_raw[QS_LIN_COUNT], cap_w[QS_LIN_COUNT]; // allocated bytes (reused across layers)
 };
 // Uploads the slot's layer (async on c->stream; records slot->uploaded), (re)allocating as needed.
 qs_status qs_dlayer_upload(struct qs_dctx *c, struct qs_hslot *s, struct qs_dlayer *L);

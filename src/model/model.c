@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "model/ops.h"
-#include "quant/quant.h"
+#include "formats/format.h"
 
 // Reads tensor `name` of shape `shape` (ndim entries) converted to float32 into a new buffer.
 static qs_status read_tensor(const struct qs_model *m, const char *name, int ndim, const int64_t *shape,
@@ -32,54 +32,6 @@ static qs_status read_vector(const struct qs_model *m, const char *name, int n, 
   return read_tensor(m, name, 1, shape, out);
 }
 
-// Copy of an integer/fp16 tensor of the given dtype and shape (the mapping may be misaligned).
-static qs_status copy_tensor(const struct qs_model *m, const char *name, qs_dtype dt, int ndim,
-                             const int64_t *shape, void **out) {
-  qs_status status = QS_OK;
-  const struct qs_st_tensor *t = NULL;
-  void *buf = NULL;
-  QS_TRY(qs_ckpt_get(&m->ckpt, name, 1u << dt, ndim, shape, &t));
-  buf = malloc(t->end - t->begin ? t->end - t->begin : 1);
-  if (!buf) QS_FAIL(QS_ERR_OOM, "out of memory reading %s", name);
-  memcpy(buf, t->data, t->end - t->begin);
-  *out = buf;
-fail:
-  return status;
-}
-
-// A GPTQ v1 linear (FORMATS.md §2): qweight [K*bits/32, N], qzeros [G, N*bits/32], scales fp16
-// [G, N], g_idx [K] -> out->w [N, K] float32 = scale * (q - (stored zero + 1)).
-static qs_status load_gptq_weight(const struct qs_model *m, const char *prefix, struct qs_linear *out) {
-  qs_status status = QS_OK;
-  const int64_t N = out->n_out, K = out->n_in;
-  const struct qs_st_tensor *qw_t = NULL, *sc_t = NULL;
-  void *qw = NULL, *qz = NULL, *sc = NULL, *gi = NULL;
-  char name[512];
-  if (strcmp(m->cfg.quant_method, "gptq") || m->cfg.quant_gptq_v2)
-    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: %s is stored quantized (qweight) with quant_method '%s'%s; only GPTQ "
-            "v1 checkpoints can be loaded", m->dir, prefix, m->cfg.quant_method, m->cfg.quant_gptq_v2 ? " (gptq_v2)" : "");
-  snprintf(name, sizeof(name), "%s.qweight", prefix);
-  QS_TRY(qs_ckpt_get(&m->ckpt, name, 1u << QS_DTYPE_I32, 0, NULL, &qw_t));
-  const int64_t bits = qw_t->ndim == 2 && K > 0 ? qw_t->shape[0] * 32 / K : 0;
-  if (bits != m->cfg.quant_bits || qw_t->shape[0] * 32 != bits * K || (N * bits) % 32)
-    QS_FAIL(QS_ERR_FORMAT, "%s: %s does not hold %d-bit codes of a [%lld, %lld] weight", m->dir, name,
-            m->cfg.quant_bits, (long long)N, (long long)K);
-  QS_TRY(copy_tensor(m, name, QS_DTYPE_I32, 2, (int64_t[]){K * bits / 32, N}, &qw));
-  snprintf(name, sizeof(name), "%s.scales", prefix);
-  QS_TRY(qs_ckpt_get(&m->ckpt, name, 1u << QS_DTYPE_F16, 0, NULL, &sc_t));
-  const int64_t G = sc_t->ndim == 2 ? sc_t->shape[0] : 0;
-  QS_TRY(copy_tensor(m, name, QS_DTYPE_F16, 2, (int64_t[]){G, N}, &sc));
-  snprintf(name, sizeof(name), "%s.qzeros", prefix);
-  QS_TRY(copy_tensor(m, name, QS_DTYPE_I32, 2, (int64_t[]){G, N * bits / 32}, &qz));
-  snprintf(name, sizeof(name), "%s.g_idx", prefix);
-  QS_TRY(copy_tensor(m, name, QS_DTYPE_I32, 1, (int64_t[]){K}, &gi));
-  QS_ALLOC(out->w, (size_t)N * K);
-  QS_TRY(qs_gptq_unpack_dequant(qw, qz, sc, gi, (int)bits, N, K, G, out->w));
-fail:
-  free(qw), free(qz), free(sc), free(gi);
-  return status;
-}
-
 qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int n_out, int n_in, int bias,
                                struct qs_linear *out) {
   qs_status status = QS_OK;
@@ -88,11 +40,11 @@ qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int
   memset(out, 0, sizeof(*out));
   out->n_out = n_out;
   out->n_in = n_in;
-  snprintf(name, sizeof(name), "%s.qweight", prefix);
-  if (qs_ckpt_find(&m->ckpt, name)) {
-    QS_TRY(load_gptq_weight(m, prefix, out));
+  snprintf(name, sizeof(name), "%s.weight", prefix);
+  if (m->format && !qs_ckpt_find(&m->ckpt, name)) { // stored quantized: dequantized by its format's reader
+    QS_ALLOC(out->w, (size_t)n_out * (size_t)n_in);
+    QS_TRY(m->format->load_linear(m->quant_config, &m->ckpt, prefix, n_out, n_in, out->w));
   } else {
-    snprintf(name, sizeof(name), "%s.weight", prefix);
     QS_TRY(read_tensor(m, name, 2, shape, &out->w));
   }
   if (bias) {
@@ -122,7 +74,7 @@ void qs_layer_free(struct qs_layer *L) {
 qs_status qs_model_load_layer(const struct qs_model *m, int l, struct qs_layer *out) {
   qs_status status = QS_OK;
   const struct qs_config *c = &m->cfg;
-  const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+  const struct qs_layout *lay = qs_layout_of(c);
   char p[256], name[320];
   memset(out, 0, sizeof(*out));
   if (l < 0 || l >= c->n_layers) QS_FAIL(QS_ERR_ARG, "%s: layer %d out of range [0, %d)", m->dir, l, c->n_layers);
@@ -131,18 +83,11 @@ qs_status qs_model_load_layer(const struct qs_model *m, int l, struct qs_layer *
   QS_TRY(read_vector(m, name, c->hidden, &out->attn_norm));
   snprintf(name, sizeof(name), "%s.post_attention_layernorm.weight", p);
   QS_TRY(read_vector(m, name, c->hidden, &out->mlp_norm));
-  const struct { const char *suffix; struct qs_linear *lin; int n_out, n_in, bias; } lins[] = {
-      {"self_attn.q_proj", &out->q, qd, c->hidden, c->attn_bias},
-      {"self_attn.k_proj", &out->k, kvd, c->hidden, c->attn_bias},
-      {"self_attn.v_proj", &out->v, kvd, c->hidden, c->attn_bias},
-      {"self_attn.o_proj", &out->o, c->hidden, qd, qs_config_o_bias(c)},
-      {"mlp.gate_proj", &out->gate, c->intermediate, c->hidden, 0},
-      {"mlp.up_proj", &out->up, c->intermediate, c->hidden, 0},
-      {"mlp.down_proj", &out->down, c->hidden, c->intermediate, 0},
-  };
-  for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++) {
-    snprintf(name, sizeof(name), "%s.%s", p, lins[i].suffix);
-    QS_TRY(qs_model_load_linear(m, name, lins[i].n_out, lins[i].n_in, lins[i].bias, lins[i].lin));
+  for (int i = 0; i < QS_LIN_COUNT; i++) {
+    int n_out, n_in, bias;
+    qs_layout_shape(c, (enum qs_lin)i, &n_out, &n_in, &bias);
+    qs_layout_module_path(lay, l, (enum qs_lin)i, name, sizeof(name));
+    QS_TRY(qs_model_load_linear(m, name, n_out, n_in, bias, &out->lin[i]));
   }
   return QS_OK;
 fail:
@@ -180,6 +125,20 @@ fail:
   return status;
 }
 
+// A quantized checkpoint: its quantization_config and the format that reads it.
+static qs_status open_quant_config(struct qs_model *m, const char *cfg_path) {
+  qs_status status = QS_OK;
+  json_error_t err;
+  char msg[256];
+  json_t *root = json_load_file(cfg_path, 0, &err);
+  if (!root) QS_FAIL(QS_ERR_FORMAT, "%s: invalid JSON at line %d: %s", cfg_path, err.line, err.text);
+  m->quant_config = json_incref(json_object_get(root, "quantization_config"));
+  if (!(m->format = qs_format_detect(m->quant_config, msg, sizeof(msg)))) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: %s", cfg_path, msg);
+fail:
+  json_decref(root);
+  return status;
+}
+
 qs_status qs_model_open(struct qs_model *m, const char *dir) {
   qs_status status = QS_OK;
   char *cfg_path = NULL;
@@ -189,6 +148,7 @@ qs_status qs_model_open(struct qs_model *m, const char *dir) {
   if (!m->dir || !cfg_path) QS_FAIL(QS_ERR_OOM, "out of memory");
   if (!qs_path_is_dir(dir)) QS_FAIL(QS_ERR_IO, "%s: no such model directory", dir);
   QS_TRY(qs_config_load(&m->cfg, cfg_path));
+  if (m->cfg.quant_method[0]) QS_TRY(open_quant_config(m, cfg_path));
   struct qs_ckpt ck;  // adopted only once open succeeded (a failed open cleans up after itself)
   QS_TRY(qs_ckpt_open(&ck, dir));
   m->ckpt = ck;
@@ -213,5 +173,6 @@ void qs_model_close(struct qs_model *m) {
   static const struct qs_ckpt closed;  // all zero until qs_model_open adopted an open checkpoint
   if (memcmp(&m->ckpt, &closed, sizeof(closed))) qs_ckpt_close(&m->ckpt);
   free(m->dir);
+  json_decref(m->quant_config);
   memset(m, 0, sizeof(*m));
 }

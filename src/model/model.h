@@ -5,8 +5,13 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "io/config.h"
+#include "io/layout.h"
 #include "io/safetensors.h"
+
+struct qs_format;
 
 struct qs_linear {
   int n_out, n_in;
@@ -16,9 +21,14 @@ struct qs_linear {
 
 struct qs_layer {
   float *attn_norm;                   // [hidden] input_layernorm
-  struct qs_linear q, k, v, o;        // q [H*D, hidden], k/v [Hkv*D, hidden], o [hidden, H*D]
   float *mlp_norm;                    // [hidden] post_attention_layernorm
-  struct qs_linear gate, up, down;    // gate/up [inter, hidden], down [hidden, inter]
+  union {                             // the linears by name, or by enum qs_lin (io/layout.h)
+    struct {
+      struct qs_linear q, k, v, o;    // q [H*D, hidden], k/v [Hkv*D, hidden], o [hidden, H*D]
+      struct qs_linear gate, up, down; // gate/up [inter, hidden], down [hidden, inter]
+    };
+    struct qs_linear lin[QS_LIN_COUNT];
+  };
 };
 
 struct qs_model {
@@ -30,18 +40,21 @@ struct qs_model {
   float *lm_head;                     // [vocab, hidden]; == embed when tied (not freed twice)
   float *rope_inv_freq;               // [head_dim / 2]
   struct qs_layer *layers;            // [n_layers], NULL until qs_model_load_layers()
+  json_t *quant_config;               // config.json's quantization_config (NULL: not quantized)
+  const struct qs_format *format;     // its reader (formats/format.h), NULL when not quantized
 };
 
 // Reads config.json, opens the checkpoint, loads embeddings, final norm and lm_head as float32
 // (from F32/F16/BF16). Missing tensors and wrong shapes are errors naming the tensor.
 qs_status qs_model_open(struct qs_model *m, const char *dir);
 void qs_model_close(struct qs_model *m);
-// Float32 copy of layer l ("model.layers.{l}.*"). A linear stored quantized (GPTQ qweight/qzeros/
-// scales/g_idx) is dequantized here by qs_model_load_linear.
+// Float32 copy of layer l ("model.layers.{l}.*"). A linear stored quantized (any format qshard
+// writes: formats/format.h) is dequantized here by qs_model_load_linear.
 qs_status qs_model_load_layer(const struct qs_model *m, int l, struct qs_layer *out);
 qs_status qs_model_load_layers(struct qs_model *m);
 void qs_layer_free(struct qs_layer *L);
-// Loads "<prefix>.weight" (and "<prefix>.bias" when `bias`) as float32 [n_out, n_in].
+// Loads "<prefix>.weight" (and "<prefix>.bias" when `bias`) as float32 [n_out, n_in]; a module
+// stored quantized (no "<prefix>.weight") through the reader of the checkpoint's format.
 qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int n_out, int n_in,
                                int bias, struct qs_linear *out);
 
@@ -59,21 +72,18 @@ struct qs_fwd {
 qs_status qs_fwd_init(struct qs_fwd *f, const struct qs_config *c, int B, int T);
 void qs_fwd_free(struct qs_fwd *f);
 
-// Linear groups of a decoder layer, in the order they are applied. Modules of one group read the
-// same input (and share one GPTQ Hessian).
-enum qs_group { QS_GROUP_QKV = 0, QS_GROUP_O, QS_GROUP_GATE_UP, QS_GROUP_DOWN, QS_GROUP_COUNT };
-
-// Called just before group g is applied, with its input X: [B*T, K] (all B sequences of this
-// call). The hook may replace the group's weights in L (e.g. quantize them); the forward then
-// applies the weights as they are after the hook.
-typedef qs_status (*qs_group_hook)(void *ctx, enum qs_group g, struct qs_layer *L, const float *X,
-                                   int rows, int K);
-
 // One decoder layer on B independent sequences: x: [B, T, hidden] residual stream, in/out;
 // positions 0..T-1 in every sequence. Each sequence's result depends only on its own tokens (the
 // matrix products run per sequence), so splitting sequences across ranks changes no bit.
 qs_status qs_layer_forward(const struct qs_config *c, const float *rope_inv_freq, struct qs_layer *L,
-                           float *x, int B, int T, struct qs_fwd *ws, qs_group_hook hook, void *ctx);
+                           float *x, int B, int T, struct qs_fwd *ws);
+// The same forward in steps, for a caller that changes the weights between them (quantization):
+// step g < QS_GROUP_COUNT computes the input of linear group g (io/layout.h) from x and the groups
+// before it as they are now — *X [B*T, *K] in ws; step QS_GROUP_COUNT applies down_proj and the
+// residual, leaving x = the layer's output. Steps run in order 0..QS_GROUP_COUNT; together they are
+// exactly qs_layer_forward.
+qs_status qs_layer_step(const struct qs_config *c, const float *rope_inv_freq, struct qs_layer *L, float *x, int B,
+                        int T, struct qs_fwd *ws, int step, const float **X, int *K);
 
 // x: [n, hidden] = embed[ids]. Ids must already be checked against the vocabulary.
 void qs_model_embed(const struct qs_model *m, const int32_t *ids, int n, float *x);

@@ -2,29 +2,28 @@
 // mmapped checkpoint into pinned host memory by a background thread (the page faults of the read
 // happen there, off the GPU's critical path), two slots so that layer l+1 is read while layer l is
 // uploaded and computed. A linear stored GPTQ-quantized is dequantized to fp32 on the host
-// (qs_model_load_linear) — the eval of quantized checkpoints; an FP checkpoint is copied as stored.
+// (qs_model_load_linear: the format's reader) — the eval of quantized checkpoints; an FP checkpoint is copied as stored.
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/forward_cuda.h"
 #include "qs_cuda.h"
 
-static const char *const k_lin_names[QS_LW_COUNT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                     "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                     "mlp.down_proj"};
 
 #define QS_WS_ALIGN 256
 
 static int lin_has_bias(const struct qs_config *c, int i) {
-  if (i <= QS_LW_V) return c->attn_bias;
-  if (i == QS_LW_O) return qs_config_o_bias(c);
-  return 0;
+  int n_out, n_in, bias;
+  qs_layout_shape(c, (enum qs_lin)i, &n_out, &n_in, &bias);
+  return bias;
 }
+
+static const char *lin_name(const struct qs_config *c, int i) { return qs_layout_of(c)->lin_name[i]; }
 
 // Bytes tensor i of layer l takes in a slot (0 when absent): as stored, or fp32 when quantized.
 static size_t tensor_bytes(const struct qs_model *m, int l, int i, qs_dtype *dt) {
   const struct qs_config *c = &m->cfg;
-  int no[QS_LW_COUNT], ni[QS_LW_COUNT];
+  int no[QS_LIN_COUNT], ni[QS_LIN_COUNT];
   char name[320];
   qs_dlayer_shapes(c, no, ni);
   *dt = QS_DTYPE_F32;
@@ -33,9 +32,9 @@ static size_t tensor_bytes(const struct qs_model *m, int l, int i, qs_dtype *dt)
              i == QS_LT_ATTN_NORM ? "input_layernorm" : "post_attention_layernorm");
   } else if (i >= QS_LT_B) {
     if (!lin_has_bias(c, i - QS_LT_B)) return 0;
-    snprintf(name, sizeof(name), "model.layers.%d.%s.bias", l, k_lin_names[i - QS_LT_B]);
+    snprintf(name, sizeof(name), "model.layers.%d.%s.bias", l, lin_name(c, i - QS_LT_B));
   } else {
-    snprintf(name, sizeof(name), "model.layers.%d.%s.weight", l, k_lin_names[i]);
+    snprintf(name, sizeof(name), "model.layers.%d.%s.weight", l, lin_name(c, i));
     if (!qs_ckpt_find(&m->ckpt, name)) return (size_t)no[i] * (size_t)ni[i] * sizeof(float); // quantized
   }
   const struct qs_st_tensor *t = qs_ckpt_find(&m->ckpt, name);
@@ -48,7 +47,7 @@ static size_t tensor_bytes(const struct qs_model *m, int l, int i, qs_dtype *dt)
 static qs_status read_tensor(const struct qs_model *m, int l, int i, qs_dtype dt, void *dst) {
   qs_status status = QS_OK;
   const struct qs_config *c = &m->cfg;
-  int no[QS_LW_COUNT], ni[QS_LW_COUNT];
+  int no[QS_LIN_COUNT], ni[QS_LIN_COUNT];
   char name[320];
   struct qs_linear lin = {0};
   qs_dlayer_shapes(c, no, ni);
@@ -62,10 +61,10 @@ static qs_status read_tensor(const struct qs_model *m, int l, int i, qs_dtype dt
   } else {
     int lin_i = i >= QS_LT_B ? i - QS_LT_B : i;
     int64_t shape[2] = {no[lin_i], ni[lin_i]};
-    snprintf(name, sizeof(name), "model.layers.%d.%s.%s", l, k_lin_names[lin_i], i >= QS_LT_B ? "bias" : "weight");
+    snprintf(name, sizeof(name), "model.layers.%d.%s.%s", l, lin_name(c, lin_i), i >= QS_LT_B ? "bias" : "weight");
     if (dt == QS_DTYPE_F32 && !qs_ckpt_find(&m->ckpt, name)) { // stored quantized: dequantize on the host
       char prefix[300];
-      snprintf(prefix, sizeof(prefix), "model.layers.%d.%s", l, k_lin_names[lin_i]);
+      snprintf(prefix, sizeof(prefix), "model.layers.%d.%s", l, lin_name(c, lin_i));
       QS_TRY(qs_model_load_linear(m, prefix, no[lin_i], ni[lin_i], i >= QS_LT_B, &lin));
       if (i >= QS_LT_B) memcpy(dst, lin.b, (size_t)no[lin_i] * sizeof(float));
       else memcpy(dst, lin.w, (size_t)no[lin_i] * ni[lin_i] * sizeof(float));

@@ -1,6 +1,7 @@
 // gptq.c — GPTQ (Frantar et al. 2022) on the CPU, following the IST-DASLab reference `fasterquant`
 // and AutoGPTQ's act-order / static-groups variant: Hessian accumulation, the damped inverse-Cholesky
-// factor, and the lazy-block column solve. Contract: quant.h.
+// factor, and the lazy-block column solve on any grid (grid.h). Contract: gptq.h. The method row
+// (qs_method_gptq, method.h) is at the end.
 //
 // The idea: quantize W's columns one at a time and push each column's rounding error onto the
 // columns not yet quantized, weighted by the inverse Hessian, so that the layer output error
@@ -8,7 +9,7 @@
 // of H^-1, the optimal update after quantizing column i is W[:, j] -= (w_i - q_i)/U[i,i] * U[i, j]
 // for j > i (the reference's err1 * Hinv1[i, i:]); the lazy-block form applies it eagerly inside a
 // block of 128 columns and once, as a matrix product, to the columns after the block.
-#include "quant/quant.h"
+#include "quant/gptq.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -178,10 +179,10 @@ fail:
 }
 
 qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
-                            const struct qs_quant_opts *opts, const char *name) {
+                            const struct qs_qopts *opts, const char *name) {
   qs_status status = QS_OK;
   memset(prep, 0, sizeof(*prep));
-  QS_TRY(qs_quant_opts_check(opts, K, name));
+  QS_TRY(qs_qopts_check(opts, K, name));
   if (K > INT_MAX) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: K = %lld columns is too large", name, (long long)K);
   for (size_t i = 0; i < (size_t)K * K; i++)
     if (!isfinite(H[i])) QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian entry %zu is %g", name, i, (double)H[i]);
@@ -206,17 +207,16 @@ void qs_gptq_prep_free(struct qs_gptq_prep *prep) {
   memset(prep, 0, sizeof(*prep));
 }
 
-int64_t qs_gptq_n_groups(const struct qs_gptq_prep *prep) {
-  return qs_quant_n_groups(prep->K, prep->opts.group_size);
-}
+int64_t qs_gptq_n_groups(const struct qs_gptq_prep *prep) { return qs_grid_n_groups(&prep->opts.grid, prep->K); }
 
 void qs_gptq_g_idx(const struct qs_gptq_prep *prep, int32_t *g_idx) {
-  const struct qs_quant_opts *o = &prep->opts;
-  qs_quant_g_idx_plain(prep->K, o->group_size, g_idx);
+  const struct qs_qopts *o = &prep->opts;
+  int gs = o->grid.group_size;
+  qs_grid_g_idx_contiguous(&o->grid, prep->K, g_idx);
   // Act-order without static groups: groups are runs of quantization positions, so column perm[p]
   // belongs to group p / gs (non-monotonic in k; scales/zeros row g is the g-th group quantized).
-  if (o->act_order && !o->static_groups && o->group_size > 0)
-    for (int64_t p = 0; p < prep->K; p++) g_idx[prep->perm[p]] = (int32_t)(p / o->group_size);
+  if (o->act_order == QS_ACT_ORDER_GROUP && gs > 0)
+    for (int64_t p = 0; p < prep->K; p++) g_idx[prep->perm[p]] = (int32_t)(p / gs);
 }
 
 // ---- lazy-block update of the columns after a block ---------------------------------------------------
@@ -249,7 +249,7 @@ struct qs_gptq_tile {
   float *Err;                  // [T, bs] scaled errors (w - q)/d of the block; padding rows stay 0
   float *row;                  // [K] scratch: one original row with dead columns zeroed
   uint8_t *codes;              // [T, K]
-  struct qs_quant_grid *grid;  // [T, G] in quantization order
+  struct qs_qparams *grid;     // [T, G] in quantization order
   double *loss;                // [T]
 };
 
@@ -285,17 +285,17 @@ fail:
 // groups on the original contiguous columns after zeroing dead ones (the reference's order).
 static void qs_gptq_tile_grids(const struct qs_gptq_prep *prep, struct qs_gptq_tile *t, int64_t ti,
                                const float *src) {
-  const struct qs_quant_opts *o = &prep->opts;
-  struct qs_quant_grid *grid = t->grid + ti * t->G;
-  if (o->group_size <= 0) {
-    grid[0] = qs_quant_grid_find(src, t->K, o->bits, o->sym, o->min_zero);
+  const struct qs_grid *g = &prep->opts.grid;
+  struct qs_qparams *grid = t->grid + ti * t->G;
+  if (g->group_size <= 0) {
+    grid[0] = qs_grid_find(g, src, t->K);
     return;
   }
-  if (!o->static_groups) return; // found during the solve
+  if (prep->opts.act_order != QS_ACT_ORDER_STATIC) return; // found during the solve
   for (int64_t k = 0; k < t->K; k++) t->row[k] = prep->dead[k] ? 0.0f : src[k];
-  for (int64_t g = 0; g < t->G; g++) {
-    int64_t k0 = g * o->group_size;
-    grid[g] = qs_quant_grid_find(t->row + k0, QS_MIN(o->group_size, t->K - k0), o->bits, o->sym, o->min_zero);
+  for (int64_t j = 0; j < t->G; j++) {
+    int64_t k0 = j * g->group_size;
+    grid[j] = qs_grid_find(g, t->row + k0, QS_MIN(g->group_size, t->K - k0));
   }
 }
 
@@ -328,16 +328,15 @@ fail:
 // t->W, i.e. from W exactly as the reference's find_params(W[:, p:p+gs]) sees it: updated by the
 // previous blocks' lazy updates, but (for a group starting inside a block) not by this block's
 // eager ones, which live in W1. With gs a multiple of the block size the distinction vanishes.
-static struct qs_quant_grid qs_gptq_tile_grid(const struct qs_gptq_prep *prep, struct qs_gptq_tile *t,
-                                              int64_t ti, int64_t p) {
-  const struct qs_quant_opts *o = &prep->opts;
-  struct qs_quant_grid *grid = t->grid + ti * t->G;
-  if (o->group_size <= 0) return grid[0];
-  if (o->static_groups) return grid[prep->perm[p] / o->group_size];
-  int64_t g = p / o->group_size;
-  if (p % o->group_size == 0)
-    grid[g] = qs_quant_grid_find(t->W + ti * t->K + p, QS_MIN(o->group_size, t->K - p), o->bits, o->sym, o->min_zero);
-  return grid[g];
+static struct qs_qparams qs_gptq_tile_grid(const struct qs_gptq_prep *prep, struct qs_gptq_tile *t, int64_t ti,
+                                           int64_t p) {
+  const struct qs_grid *g = &prep->opts.grid;
+  const int64_t gs = g->group_size;
+  struct qs_qparams *grid = t->grid + ti * t->G;
+  if (gs <= 0) return grid[0];
+  if (prep->opts.act_order == QS_ACT_ORDER_STATIC) return grid[prep->perm[p] / gs];
+  if (p % gs == 0) grid[p / gs] = qs_grid_find(g, t->W + ti * t->K + p, QS_MIN(gs, t->K - p));
+  return grid[p / gs];
 }
 
 // Quantizes column p = i1 + i of the tile rows [tlo, thi) on their grids; e[ti] receives the
@@ -345,13 +344,14 @@ static struct qs_quant_grid qs_gptq_tile_grid(const struct qs_gptq_prep *prep, s
 static void qs_gptq_tile_solve_column(const struct qs_gptq_prep *prep, struct qs_gptq_tile *t, int64_t tlo,
                                       int64_t thi, int64_t i1, int64_t i, float *e) {
   const int64_t T = QS_GPTQ_ROW_TILE, K = t->K, p = i1 + i;
-  float maxq = (float)((1 << prep->opts.bits) - 1), d = prep->U[(size_t)p * K + p];
+  const struct qs_grid *grid = &prep->opts.grid;
+  float d = prep->U[(size_t)p * K + p];
   float *w1 = t->W1 + i * T;
   for (int64_t ti = tlo; ti < thi; ti++) {
-    struct qs_quant_grid g = qs_gptq_tile_grid(prep, t, ti, p);
+    struct qs_qparams g = qs_gptq_tile_grid(prep, t, ti, p);
     float w = w1[ti];
-    float q = qs_quant_code(w, g, maxq);
-    float wq = qs_quant_dequant(q, g);
+    float q = qs_grid_code(grid, g, w);
+    float wq = qs_grid_value(grid, g, q);
     t->codes[ti * K + p] = (uint8_t)q;
     t->loss[ti] += (double)(w - wq) * (double)(w - wq) / ((double)d * (double)d);
     e[ti] = (w - wq) / d;
@@ -399,26 +399,25 @@ static void qs_gptq_tile_solve(const struct qs_gptq_prep *prep, struct qs_gptq_t
 
 // Un-permutes tile rows back into the caller's rows: Q into W, codes, grids, losses.
 static void qs_gptq_tile_store(const struct qs_gptq_prep *prep, const struct qs_gptq_tile *t, float *W,
-                               int64_t row0, int64_t ts, int64_t lo, int64_t hi, uint8_t *codes,
-                               uint16_t *scales, uint8_t *zeros, float *row_loss) {
+                               int64_t row0, int64_t ts, int64_t lo, int64_t hi, const struct qs_qrows *out) {
   int64_t K = t->K, G = t->G;
   for (int64_t r = lo; r < hi; r++) {
     int64_t ti = r - ts, ro = r - row0;
     for (int64_t p = 0; p < K; p++) {
       int32_t k = prep->perm[p];
       W[ro * K + k] = t->W[ti * K + p];
-      codes[ro * K + k] = t->codes[ti * K + p];
+      out->codes[ro * K + k] = t->codes[ti * K + p];
     }
     for (int64_t g = 0; g < G; g++) {
-      scales[ro * G + g] = t->grid[ti * G + g].scale_f16;
-      zeros[ro * G + g] = (uint8_t)t->grid[ti * G + g].zero;
+      out->scales[ro * G + g] = t->grid[ti * G + g].scale;
+      out->zeros[ro * G + g] = (uint8_t)t->grid[ti * G + g].zero;
     }
-    if (row_loss) row_loss[ro] = (float)(t->loss[ti] / 2.0);
+    if (out->loss) out->loss[ro] = (float)(t->loss[ti] / 2.0);
   }
 }
 
 qs_status qs_gptq_quantize_rows(const struct qs_gptq_prep *prep, float *W, int64_t nrows, int64_t row0,
-                                uint8_t *codes, uint16_t *scales, uint8_t *zeros, float *row_loss) {
+                                const struct qs_qrows *out) {
   qs_status status = QS_OK;
   struct qs_gptq_tile t = {0};
   const int64_t T = QS_GPTQ_ROW_TILE;
@@ -430,23 +429,64 @@ qs_status qs_gptq_quantize_rows(const struct qs_gptq_prep *prep, float *W, int64
     int64_t lo = QS_MAX(ts, row0), hi = QS_MIN(ts + T, row0 + nrows);
     QS_TRY(qs_gptq_tile_load(prep, &t, W, row0, ts, lo, hi));
     qs_gptq_tile_solve(prep, &t, lo - ts, hi - ts);
-    qs_gptq_tile_store(prep, &t, W, row0, ts, lo, hi, codes, scales, zeros, row_loss);
+    qs_gptq_tile_store(prep, &t, W, row0, ts, lo, hi, out);
   }
 fail:
   qs_gptq_tile_free(&t);
   return status;
 }
 
-qs_status qs_gptq_quantize(float *W, int64_t N, int64_t K, const float *H, const struct qs_quant_opts *o,
-                           const char *name, uint8_t *codes, uint16_t *scales, uint8_t *zeros,
-                           int32_t *g_idx, float *damp_used) {
+qs_status qs_gptq_quantize(float *W, int64_t N, int64_t K, const float *H, const struct qs_qopts *o,
+                           const char *name, const struct qs_qrows *out, int32_t *g_idx, float *damp_used) {
   qs_status status = QS_OK;
   struct qs_gptq_prep prep = {0};
   QS_TRY(qs_gptq_prep_init(&prep, H, K, o, name));
-  QS_TRY(qs_gptq_quantize_rows(&prep, W, N, 0, codes, scales, zeros, NULL));
+  QS_TRY(qs_gptq_quantize_rows(&prep, W, N, 0, out));
   if (g_idx) qs_gptq_g_idx(&prep, g_idx);
   if (damp_used) *damp_used = prep.damp_used;
 fail:
   qs_gptq_prep_free(&prep);
   return status;
 }
+
+// ---- the method row (method.h) ---------------------------------------------------------------------
+
+static qs_status gptq_prep(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
+                           struct qs_qprep_info *info) {
+  qs_status status = QS_OK;
+  struct qs_gptq_prep *prep = NULL;
+  if (!H) QS_FAIL(QS_ERR_ARG, "%s: gptq needs the Hessian of calibration data", name);
+  QS_ALLOC(prep, 1);
+  QS_TRY(qs_gptq_prep_init(prep, H, K, o, name));
+  *info = (struct qs_qprep_info){.damp = prep->damp_used, .damp_raises = prep->damp_raises};
+  *state = prep;
+  return QS_OK;
+fail:
+  free(prep);
+  return status;
+}
+
+static qs_status gptq_rows(const void *state, float *W, int64_t nrows, int64_t row0, const struct qs_qrows *out) {
+  return qs_gptq_quantize_rows(state, W, nrows, row0, out);
+}
+
+static void gptq_group_map(const void *state, int32_t *g_idx) { qs_gptq_g_idx(state, g_idx); }
+
+static void gptq_free(void *state) {
+  if (!state) return;
+  qs_gptq_prep_free(state);
+  free(state);
+}
+
+QS_METHOD_CUDA_DECL(gptq);
+const struct qs_method qs_method_gptq = {
+    .name = "gptq",
+    .help = "GPTQ (Frantar et al. 2022): Hessian-weighted error feedback; needs --calib",
+    .needs = QS_METHOD_CALIB | QS_METHOD_HESSIAN,
+    .accepts = QS_MOPT_ACT_ORDER | QS_MOPT_DAMP | QS_MOPT_BLOCK,
+    .prep = gptq_prep,
+    .rows = gptq_rows,
+    .group_map = gptq_group_map,
+    .free = gptq_free,
+    .cuda = QS_METHOD_CUDA(gptq),
+};

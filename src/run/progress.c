@@ -8,8 +8,7 @@
 #include <time.h>
 
 #include "comm.h"
-#include "run/quantize.h"
-#include "run/stages.h"
+#include "run/engine.h"
 
 json_t *qs_json_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -181,10 +180,10 @@ fail:
 // ---- per layer -----------------------------------------------------------------------------------
 
 static json_t *module_json(const struct qs_qreport *r) {
-  return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:f, s:i, s:f, s:b}", "name", r->name, "layer", r->layer,
+  return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:f, s:i, s:f}", "name", r->name, "layer", r->layer,
                    "out_features", r->n, "in_features", r->k, "loss", qs_json_num(r->loss), "rel_output_error",
                    qs_json_num(r->rel_err), "damp", (double)r->damp, "damp_raises", r->damp_raises, "seconds",
-                   r->seconds, "packed", r->packed);
+                   r->seconds);
 }
 
 static void print_layer(const struct qs_qrun *run, const struct figures *f, double seconds) {
@@ -208,8 +207,7 @@ qs_status qs_progress_layer(struct qs_progress *p, const struct qs_qrun *run, in
   for (int i = first_report; i < run->n_reports; i++) {
     const struct qs_qreport *r = &run->reports[i];
     qs_progress_stage_note(run, "module", module_json(r), "  %-36s [%6d x %6d]  loss %-10.4g rel.err %-8.4g damp "
-                           "%-6g %6.2fs%s", r->name, r->n, r->k, r->loss, r->rel_err, (double)r->damp, r->seconds,
-                           r->packed ? "" : "  (unpackable: kept dense)");
+                           "%-6g %6.2fs", r->name, r->n, r->k, r->loss, r->rel_err, (double)r->damp, r->seconds);
   }
   print_layer(run, &f, seconds);
   if (qs_comm_rank(run->data) == 0 && run->a->metrics_file && !p->warned && write_metrics(run, &f) != QS_OK) {

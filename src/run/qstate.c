@@ -12,10 +12,9 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "quant/record.h"
 #include "run/progress.h"
-#include "run/quantize.h"
-#include "run/stages.h"
-#include "formats/trtllm.h"
+#include "run/engine.h"
 
 // ---- paths ---------------------------------------------------------------------------------------
 
@@ -200,22 +199,25 @@ fail:
 // are not in it: they act after the layers (the checkpoint is assembled at the end).
 static qs_status fingerprint(const struct qs_qrun *run, char **out) {
   qs_status status = QS_OK;
-  const struct qs_qargs *a = run->a;
-  const struct qs_quant_opts *o = &a->q;
+  const struct qs_run_opts *a = run->a;
+  const struct qs_qopts *o = &a->q;
+  static const char *const act[] = {"none", "static", "group"};
   char model[17], calib[17] = "none", damp[32];
   int cpu = !strcmp(run->engine->name, "cpu");
   json_t *j = NULL;
   QS_TRY(files_hash(a->model, model));
   if (a->calib) QS_TRY(files_hash(a->calib, calib));
   snprintf(damp, sizeof(damp), "%.9g", (double)o->damp);
-  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:b, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s}",
-                "model_files", model, "calib_file", calib, "method", a->method == QS_QMETHOD_GPTQ ? "gptq" : "rtn",
-                "bits", o->bits, "group_size", o->group_size, "sym", o->sym, "act_order", o->act_order,
-                "static_groups", o->static_groups, "damp", damp, "block", o->block_size, "samples",
-                (json_int_t)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed, "ranks",
-                qs_comm_size(run->world), "stages", run->grid->S, "engine", run->engine->name, "precision",
+  // The grid as the formats narrowed it (min_zero, scale dtype) changes the records; the formats
+  // themselves do not: they are written from the records at the end.
+  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s}",
+                "model_files", model, "calib_file", calib, "method", a->method->name, "bits", o->grid.bits,
+                "group_size", o->grid.group_size, "sym", o->grid.sym, "min_zero", o->grid.min_zero, "scale_dtype",
+                qs_dtype_name((qs_dtype)o->grid.scale_dtype), "act_order", act[o->act_order], "damp", damp, "block",
+                o->block_size, "samples", (json_int_t)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed,
+                "ranks", qs_comm_size(run->world), "stages", run->grid->S, "engine", run->engine->name, "precision",
                 cpu || a->precision_f32 ? "fp32" : "bf16", "factor_precision",
-                cpu ? "cpu" : a->factor_f64 ? "fp64" : "fp32");
+                cpu ? "cpu" : o->factor_f64 ? "fp64" : "fp32");
   if (!j || !(*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS))) QS_FAIL(QS_ERR_OOM, "out of memory");
 fail:
   json_decref(j);
@@ -244,7 +246,9 @@ static void key_label(const char *key, char *buf, size_t cap) {
   static const char *special[][2] = {
       {"model_files", "the files of --model (names, sizes, sampled content)"},
       {"calib_file", "the --calib file (name, size, sampled content)"},
-      {"ranks", "the MPI rank count"}, {"engine", "--device"}, {"sym", "--sym/--asym"}};
+      {"ranks", "the MPI rank count"}, {"engine", "--device"}, {"sym", "--sym/--asym"},
+      {"min_zero", "the smallest zero point the formats store (--format)"},
+      {"scale_dtype", "the scale dtype the formats store (--format)"}};
   for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
     if (!strcmp(key, special[i][0])) { snprintf(buf, cap, "%s", special[i][1]); return; }
   snprintf(buf, cap, "--%s", key);
@@ -287,85 +291,29 @@ static qs_status save(struct qs_qstate *st, struct qs_qrun *run);
 
 // ---- restore -------------------------------------------------------------------------------------
 
-qs_status qs_qstate_mark_replaced(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
-  qs_status status = QS_OK;
-  struct qs_st_file f = {0};
-  char dir[4096], path[4200], name[512];
-  int open = 0;
-  for (int l = from; l < to; l++) {
-    layer_dir(st, l, dir);
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    QS_TRY(qs_st_open(&f, path));
-    open = 1;
-    for (size_t i = 0; i < f.n_tensors; i++) {
-      const char *t = f.tensors[i].name, *dot = strrchr(t, '.');
-      if (!dot || (size_t)(dot - t) + 8 > sizeof(name)) continue;
-      if (!strcmp(dot, ".qweight")) snprintf(name, sizeof(name), "%.*s.weight", (int)(dot - t), t);
-      else if (!strcmp(dot, ".bias")) snprintf(name, sizeof(name), "%s", t);
-      else continue;
-      QS_TRY(qs_gptq_ckpt_mark_replaced(run, name));
-    }
-    qs_st_close(&f);
-    open = 0;
-  }
-fail:
-  if (open) qs_st_close(&f);
-  return status;
-}
-
-// One restored module as emit handed it over: tensors borrowed from its layer file (bias as fp32 in
-// *bias, malloc'ed). NULL when the module was not packed.
-static qs_status packed_from_file(const struct qs_st_file *f, const struct qs_qreport *r, struct qs_qpacked *pk,
-                                  float **bias, const struct qs_qpacked **out) {
-  qs_status status = QS_OK;
-  char name[512];
-  const struct qs_st_tensor *t[5];
-  static const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx", "bias"};
-  for (int i = 0; i < 5; i++) {
-    snprintf(name, sizeof(name), "%s.%s", r->name, suffix[i]);
-    t[i] = qs_st_find(f, name);
-  }
-  *out = NULL;
-  if (!t[0]) return QS_OK;
-  if (!t[1] || !t[2] || !t[3] || t[1]->ndim != 2) QS_FAIL(QS_ERR_FORMAT, "%s: %s is incomplete", f->path, r->name);
-  *pk = (struct qs_qpacked){.N = r->n, .K = r->k, .G = t[1]->shape[0], .qweight = t[0]->data, .qzeros = t[1]->data,
-                            .scales = t[2]->data, .g_idx = t[3]->data};
-  if (t[4]) {
-    QS_ALLOC(*bias, r->n);
-    qs_convert_to_f32(t[4]->data, t[4]->dtype, *bias, (size_t)r->n);
-    pk->bias = *bias;
-  }
-  *out = pk;
-fail:
-  return status;
-}
-
-qs_status qs_qstate_replay_tp(struct qs_qstate *st, struct qs_qrun *run, int from, int to) {
-  qs_status status = QS_OK;
-  struct qs_st_file f = {0};
-  struct qs_qpacked pk;
-  const struct qs_qpacked *p = NULL;
-  float *bias = NULL;
+qs_status qs_qstate_open_layer(const struct qs_qstate *st, int l, struct qs_st_file *f) {
   char path[4200];
+  snprintf(path, sizeof(path), "%s/layer-%05d/model.safetensors", st->dir, l);
+  return qs_st_open(f, path);
+}
+
+qs_status qs_qstate_check_layers(const struct qs_qstate *st, const struct qs_qrun *run, int from, int to) {
+  qs_status status = QS_OK;
+  struct qs_st_file f = {0};
   int open = 0;
-  if (!run->a->tp || !qs_trtllm_is_writer(run)) return QS_OK;
+  char name[256];
   for (int l = from; l < to; l++) {
-    snprintf(path, sizeof(path), "%s/layer-%05d/model.safetensors", st->dir, l);
-    QS_TRY(qs_st_open(&f, path));
+    QS_TRY(qs_qstate_open_layer(st, l, &f));
     open = 1;
-    run->layer = l;
     for (int i = 0; i < run->n_reports; i++) {
       if (run->reports[i].layer != l) continue;
-      QS_TRY(packed_from_file(&f, &run->reports[i], &pk, &bias, &p));
-      QS_TRY(qs_trtllm_add_module(run, run->reports[i].name, p));
-      free(bias);
-      bias = NULL;
+      snprintf(name, sizeof(name), "%s.codes", run->reports[i].name);
+      if (!qs_st_find(&f, name)) QS_FAIL(QS_ERR_FORMAT, "%s: no record of %s", f.path, run->reports[i].name);
     }
     qs_st_close(&f);
     open = 0;
   }
 fail:
-  free(bias);
   if (open) qs_st_close(&f);
   return status;
 }
@@ -384,7 +332,6 @@ static qs_status load_root(struct qs_qstate *st, struct qs_qrun *run, int *compl
   for (int i = 0; i < *n; i++)
     if ((*r)[i].layer < l0 || (*r)[i].layer >= *completed)
       QS_FAIL(QS_ERR_FORMAT, "%s: report of %s is not in a completed layer", path, (*r)[i].name);
-  QS_TRY(qs_qstate_mark_replaced(st, run, l0, *completed));
 fail:
   if (status != QS_OK) { free(*r); *r = NULL; }
   free(path);
@@ -430,15 +377,14 @@ static qs_status load(struct qs_qstate *st, struct qs_qrun *run) {
   run->reports = r;
   run->n_reports = run->cap_reports = c[1];
   r = NULL;
+  ok = qs_comm_rank(run->data) != 0 || qs_qstate_check_layers(st, run, l0, c[0]) == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
+  if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: the completed layers' record files are not all readable (see above); use "
+                   "--force to start over", st->partial);
   ok = !needs_x(run, c[0]) || x_transfer(st, run, c[0], 0) == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->data, &ok));
   if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: the saved activations could not be restored on every rank (see above); "
                    "use --force to start over", st->partial);
-  // with stages the writers take every layer at the end (qs_stages_join)
-  ok = run->grid->S > 1 || qs_qstate_replay_tp(st, run, 0, c[0]) == QS_OK;
-  QS_TRY(qs_comm_allreduce_and(run->data, &ok));
-  if (!ok) QS_FAIL(QS_ERR_FORMAT, "%s: --tp: the completed layers could not be handed to the TensorRT-LLM writers",
-                   st->partial);
   st->completed = st->saved = c[0];
   json_t *j = json_pack("{s:s, s:i, s:i}", "dir", st->partial, "layers_done", c[0] - l0, "layers_total", nl);
   qs_progress_stage_note(run, "resume", j, "resuming from %s: %d/%d layers done", st->partial, c[0] - l0, nl);
@@ -582,88 +528,12 @@ fail:
   return status;
 }
 
-// ---- the final checkpoint ------------------------------------------------------------------------
+// ---- the end ------------------------------------------------------------------------------------
 
-// Layer l's tensors into run->writer in the order qs_gptq_ckpt_add_module added them (modules in
-// report order; per module qweight, qzeros, scales, g_idx, bias), so the shard split is what an
-// uninterrupted run gives. Every tensor of the file must belong to a reported module.
-static qs_status add_layer(struct qs_qrun *run, const struct qs_ckpt *c, int l) {
-  static const char *suffix[] = {"qweight", "qzeros", "scales", "g_idx", "bias"};
-  qs_status status = QS_OK;
-  size_t added = 0;
-  char name[512];
-  for (int i = 0; i < run->n_reports; i++) {
-    if (run->reports[i].layer != l) continue;
-    for (size_t s = 0; s < sizeof(suffix) / sizeof(suffix[0]); s++) {
-      snprintf(name, sizeof(name), "%s.%s", run->reports[i].name, suffix[s]);
-      const struct qs_st_tensor *t = qs_ckpt_find(c, name);
-      if (!t) continue;
-      QS_TRY(qs_st_writer_add(run->writer, t->name, t->dtype, t->ndim, t->shape, t->data, 0));
-      added++;
-    }
-  }
-  if (added != c->n_tensors)
-    QS_FAIL(QS_ERR_FORMAT, "%s: %zu tensors, but the modules reported for layer %d name %zu of them", c->path,
-            c->n_tensors, l, added);
-fail:
-  return status;
-}
-
-// Files an earlier, interrupted assembly left at the top of OUT.partial (another --max-shard-size
-// would leave shards the new index does not name); everything there is rewritten.
-static qs_status remove_old_outputs(const char *dir) {
-  qs_status status = QS_OK;
-  char *path = NULL;
-  struct stat s;
-  DIR *d = opendir(dir);
-  if (!d) QS_FAIL(QS_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (!(path = qs_path_join(dir, e->d_name))) QS_FAIL(QS_ERR_OOM, "out of memory");
-    if (lstat(path, &s) == 0 && S_ISREG(s.st_mode) && unlink(path) != 0)
-      QS_FAIL(QS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
-    free(path);
-    path = NULL;
-  }
-fail:
-  free(path);
-  if (d) closedir(d);
-  return status;
-}
-
-qs_status qs_qstate_assemble(struct qs_qstate *st, struct qs_qrun *run, const char *dir) {
-  qs_status status = QS_OK;
-  int L = run->m->cfg.n_layers;
-  char ldir[4096];
-  QS_TRY(remove_old_outputs(dir));
-  qs_st_writer_free(run->writer);
-  run->writer = NULL;
-  QS_TRY(qs_st_writer_init(&run->writer, dir, (uint64_t)run->a->max_shard_mb << 20));
-  QS_ALLOC(st->layer_files, L);
-  for (int l = 0; l < L; l++) {
-    layer_dir(st, l, ldir);
-    QS_TRY(qs_ckpt_open(&st->layer_files[l], ldir));
-    st->n_layer_files++;
-    QS_TRY(add_layer(run, &st->layer_files[l], l));
-  }
-fail:
-  return status;
-}
-
-static void close_layer_files(struct qs_qstate *st) {
-  for (size_t i = 0; i < st->n_layer_files; i++) qs_ckpt_close(&st->layer_files[i]);
-  free(st->layer_files);
-  st->layer_files = NULL;
-  st->n_layer_files = 0;
-}
-
-qs_status qs_qstate_finish(struct qs_qstate *st) {
-  close_layer_files(st);
-  return qs_dir_remove_tree(st->dir);
-}
+qs_status qs_qstate_finish(struct qs_qstate *st) { return qs_dir_remove_tree(st->dir); }
 
 void qs_qstate_free(struct qs_qstate *st) {
   if (!st) return;
-  close_layer_files(st);
   free(st->partial);
   free(st->dir);
   free(st->fp);

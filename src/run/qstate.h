@@ -6,14 +6,15 @@
 //   no --resume, OUT.partial/ exists     -> error naming it (use --resume or --force)
 //   --force without --resume             -> OUT.partial/ is discarded
 // Layout of OUT.partial/.state/ (removed before the final rename):
-//   layer-LLLLL/model.safetensors  rank 0, written when layer L completes: its packed tensors, as
-//                                  the checkpoint holds them. The final checkpoint is assembled
-//                                  from these files (borrowed from their mappings), so no layer is
+//   layer-LLLLL/model.safetensors  rank 0, written when layer L completes: the neutral record of
+//                                  each of its modules (quant/record.h: codes, scales, zeros, g_idx,
+//                                  grid), in no output format. Every output format is written from
+//                                  these files once all layers are done (output.h), so no layer is
 //                                  kept in memory and an interrupted run writes the same bytes.
 //   x-cC-rankR-of-P.h5             rank R: dataset /x float32 [s1-s0, T, hidden], the residual
 //                                  stream of its calibration samples after C completed layers;
 //                                  attributes completed, rank, ranks, s0, s1, fingerprint.
-//   state.h5                       rank 0: attributes format ("qshard-resume-1"), completed (C),
+//   state.h5                       rank 0: attributes format ("qshard-resume-2"), completed (C),
 //                                  n_layers, ranks, fingerprint (compact JSON, sorted keys: a hash
 //                                  of the model's and the calibration file's names, sizes and
 //                                  sampled content (qstate.c hash_file), every option
@@ -47,8 +48,6 @@ struct qs_qstate {
                       // (with stages: this stage's layers [l0, completed) are done)
   int saved;          // completed count that state.h5 records (0: none)
   double last_save;   // qs_time_now() of the last save (or of the start)
-  size_t n_layer_files;
-  struct qs_ckpt *layer_files; // rank 0, from assembly to finish: mapped layer files
 };
 
 // Rank 0, before anything is written: applies the rules above (OUT itself must not exist unless
@@ -59,9 +58,9 @@ void qs_qstate_abort_dir(const char *partial);
 
 // Collective, once the engine holds the calibration samples: the fingerprint of this run; with
 // --resume and a saved state, its check (a mismatch is an error saying what differs), then every
-// rank's activations, the reports and (rank 0) the replaced-tensor list of the completed layers.
+// rank's activations and the reports of the completed layers (whose record files are checked).
 qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run);
-// The stage leader (data rank 0): run->writer receives layer l's packed tensors (qs_gptq_ckpt_add_module).
+// The stage leader (data rank 0): run->writer receives layer l's records (pipeline.h).
 qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l);
 // Collective over the stage: layer l's file written; the state saved when --state-interval has passed since the
 // last save (0: every layer), and after the last layer.
@@ -69,18 +68,12 @@ qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l);
 // Collective over the stage, S > 1, once the boundary activations are in the engine: saved as the
 // stage's state (completed = l0) when saves come after every layer (--state-interval 0).
 qs_status qs_qstate_save_boundary(struct qs_qstate *st, struct qs_qrun *run);
-// The tensors of the input that layers [from, to) replaced, from their layer files, marked for
-// qs_gptq_ckpt_add_rest to skip (X.weight for every X.qweight, X.bias for every X.bias); also proves
-// that those files are there and readable.
-qs_status qs_qstate_mark_replaced(struct qs_qstate *st, struct qs_qrun *run, int from, int to);
-// --tp writer ranks (others: no-op): every module of layers [from, to) handed to qs_trtllm_add_module
-// again from the layer files (the same packed tensors as emitted, in report order); run->reports must
-// hold those layers' reports.
-qs_status qs_qstate_replay_tp(struct qs_qstate *st, struct qs_qrun *run, int from, int to);
-// Rank 0: run->writer becomes the checkpoint writer of `dir`, holding every layer's packed tensors
-// (borrowed from the layer files, in the order the layers emitted them).
-qs_status qs_qstate_assemble(struct qs_qstate *st, struct qs_qrun *run, const char *dir);
-// Rank 0, once the checkpoint is written: unmaps the layer files and removes OUT.partial/.state.
+// Layer l's record file, opened (mapped) for reading: the records of its modules (qs_qrecord_load).
+qs_status qs_qstate_open_layer(const struct qs_qstate *st, int l, struct qs_st_file *f);
+// Every report of layers [from, to) has its record in its layer file (the files are there and
+// readable): a resumed or assembled run does not find out at the end.
+qs_status qs_qstate_check_layers(const struct qs_qstate *st, const struct qs_qrun *run, int from, int to);
+// Rank 0, once every output is written: removes OUT.partial/.state.
 qs_status qs_qstate_finish(struct qs_qstate *st);
 void qs_qstate_free(struct qs_qstate *st);
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "run/quantize.h"
+#include "run/run.h"
 
-#define QS_QSTATE_FORMAT "qshard-resume-1"
+#define QS_QSTATE_FORMAT "qshard-resume-2" // 2: layer files hold records (quant/record.h)
 
 static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
   if (n == 0 && e->desc) snprintf((char *)data, 256, "%s", e->desc);
@@ -168,7 +168,6 @@ static qs_status report_type(hid_t *out, const char *path) {
   QS_H5_FIELD(damp_raises, H5T_NATIVE_INT);
   QS_H5_FIELD(seconds, H5T_NATIVE_DOUBLE);
   QS_H5_FIELD(packed, H5T_NATIVE_INT);
-  QS_H5_FIELD(wrapped, H5T_NATIVE_LLONG);
 #undef QS_H5_FIELD
   *out = t;
   t = -1;

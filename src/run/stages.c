@@ -12,8 +12,8 @@
 #include "comm.h"
 #include "model/device.h"
 #include "run/progress.h"
+#include "run/engine.h"
 #include "run/qstate.h"
-#include "formats/trtllm.h"
 
 QS_PARAM(stage_microbatch, "QS_STAGE_MICROBATCH", 1) // samples per message of the boundary pipeline
 
@@ -21,10 +21,10 @@ enum { TAG_BOUNDARY = 7100 }; // point-to-point tag of the boundary micro-batche
 
 // ---- the check and the split --------------------------------------------------------------------
 
-// One message from rank 0 naming the option; QS_ERR_ARG everywhere (quantize.h).
+// One message from rank 0 naming the option; QS_ERR_ARG everywhere (run.h).
 #define refuse(world, value, ...) qs_quantize_refuse(world, "--stages", value, __VA_ARGS__)
 
-qs_status qs_stages_check(struct qs_comm *world, const struct qs_qargs *a, const struct qs_model *m) {
+qs_status qs_stages_check(struct qs_comm *world, const struct qs_run_opts *a, const struct qs_model *m) {
   int S = a->stages, P = qs_comm_size(world);
   if (S < 1) return refuse(world, S, "expected a positive stage count");
   if (P % S)
@@ -157,7 +157,7 @@ static qs_status pass_microbatch(struct pass *p, struct qs_qrun *run, const stru
   if (xin) memcpy(xin + (size_t)b0 * per, p->buf, bytes);
   if (g->stage == g->S - 1) return QS_OK;
   for (int i = 0; i < p->n; i++)
-    QS_TRY(qs_layer_forward(&m->cfg, m->rope_inv_freq, &p->L[i], p->buf, nb, run->T, &p->ws, NULL, NULL));
+    QS_TRY(qs_layer_forward(&m->cfg, m->rope_inv_freq, &p->L[i], p->buf, nb, run->T, &p->ws));
   QS_TRY(qs_comm_send(run->world, p->buf, bytes, (g->stage + 1) * g->D + g->drank, TAG_BOUNDARY));
 fail:
   return status;
@@ -242,9 +242,8 @@ qs_status qs_stages_join(struct qs_qrun *run) {
   qs_progress_note(run, "stages_joined", json_pack("{s:i, s:f}", "stages", g->S, "waited_rank0", qs_time_now() - t0),
                    "all %d stages done (rank 0 waited %.2f s)", g->S, qs_time_now() - t0);
   QS_TRY(gather_reports(run));
-  // Rank 0 marked its own stage's layers when they were emitted (or restored); the others' from their files.
-  if (qs_comm_rank(run->world) == 0) ok = qs_qstate_mark_replaced(run->state, run, g->l1, L) == QS_OK;
-  if (ok && run->a->tp && qs_trtllm_is_writer(run)) ok = qs_qstate_replay_tp(run->state, run, 0, L) == QS_OK;
+  // The other stages' record files, as rank 0 sees them (the outputs are written from them).
+  if (qs_comm_rank(run->world) == 0) ok = qs_qstate_check_layers(run->state, run, g->l1, L) == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->world, &ok));
   if (!ok) QS_FAIL(QS_ERR_IO, "the layer files of the other stages could not be read (see above): the output "
                    "directory must be on a filesystem every stage leader and rank 0 see");

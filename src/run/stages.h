@@ -22,22 +22,16 @@
 #ifndef QS_STAGES_H
 #define QS_STAGES_H
 
-#include "run/quantize.h"
+#include "run/run.h"
 
 struct qs_comm;
 struct qs_calib;
 
-struct qs_stages {
-  int S, D;             // stages, data ranks per stage
-  int stage, drank;     // this rank's stage and data rank
-  int l0, l1;           // this rank's stage owns layers [l0, l1)
-  int *bounds;          // [S + 1]: stage s owns [bounds[s], bounds[s+1])
-  struct qs_comm *data; // the ranks of this stage (owned when S > 1; the world when S = 1)
-};
+// struct qs_stages (the grid of this run): run.h.
 
 // Before any work, on every rank (the same verdict everywhere; rank 0 prints the message):
 // QS_ERR_ARG unless S divides the rank count, S <= the decoder layers, and (S > 1) the CPU engine runs.
-qs_status qs_stages_check(struct qs_comm *world, const struct qs_qargs *a, const struct qs_model *m);
+qs_status qs_stages_check(struct qs_comm *world, const struct qs_run_opts *a, const struct qs_model *m);
 // Contiguous split of n layers with params[l] parameters into S >= 1 non-empty stages: bounds[0] = 0,
 // bounds[S] = n, and bounds[s] the boundary whose parameter prefix sum is nearest to s/S of the total
 // (ties to the lower layer; every stage keeps at least one layer). Equal layers: near-equal counts.
@@ -57,8 +51,8 @@ json_t *qs_stages_json(const struct qs_stages *g);
 qs_status qs_stages_boundary(struct qs_qrun *run, const struct qs_calib *cal);
 // Collective over world, after this stage's last layer (a no-op when S = 1): waits without spinning
 // for the other stages (qs_comm_barrier_idle), then every rank holds every module's report (in layer
-// order); world rank 0 knows the tensors every layer replaced (for the checkpoint), and the --tp
-// writers receive every module from the layer files, in layer order (the bytes of S = 1).
+// order), and world rank 0 has checked every stage's record files, from which the outputs are
+// written (output.h) in layer order: the bytes of S = 1 given the same records.
 qs_status qs_stages_join(struct qs_qrun *run);
 
 #endif

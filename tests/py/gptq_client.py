@@ -165,8 +165,9 @@ def check_configs(a, cfg_in, cfg_out, qcfg_file):
         return
     for k, v in cfg_in.items():
         check(cfg_out.get(k) == v, f"config.json: {k} = {cfg_out.get(k)!r}, input had {v!r}")
-    want = {"quant_method": "gptq", "bits": a.bits, "group_size": a.group_size, "desc_act": a.act_order,
-            "sym": not a.asym, "checkpoint_format": "gptq", "static_groups": False}
+    # Static act-order groups store the layout of no act-order: desc_act false (FORMATS §2.4).
+    want = {"quant_method": "gptq", "bits": a.bits, "group_size": a.group_size, "desc_act": a.act_order == "group",
+            "sym": not a.asym, "checkpoint_format": "gptq", "static_groups": a.act_order == "static"}
     for k, v in want.items():
         check(qc.get(k) == v and type(qc.get(k)) is type(v),
               f"quantization_config.{k} = {qc.get(k)!r}, want {v!r}")
@@ -180,7 +181,7 @@ def check_configs(a, cfg_in, cfg_out, qcfg_file):
 
 
 def check_g_idx(a, name, g_idx, K, G):
-    if not a.act_order or a.group_size == -1:
+    if a.act_order != "group" or a.group_size == -1:
         gs = a.group_size if a.group_size > 0 else K
         return check(np.array_equal(g_idx, np.arange(K) // gs), f"{name}: g_idx is not k // {gs}")
     # act-order: groups over permuted positions, so any assignment with G groups of gs columns
@@ -255,7 +256,8 @@ def main():
     p.add_argument("--method", choices=("gptq", "rtn"), required=True)
     p.add_argument("--bits", type=int, required=True)
     p.add_argument("--group-size", type=int, required=True)
-    p.add_argument("--act-order", action="store_true")
+    p.add_argument("--act-order", choices=("static", "group"), default=None,
+                   help="static: groups on contiguous columns (g_idx = k // gs, desc_act false); group: permuted")
     p.add_argument("--asym", action="store_true")
     p.add_argument("--sharded", action="store_true", help="expect an index and several shards")
     a = p.parse_args()
@@ -285,10 +287,10 @@ def main():
             check(tout.get(name) == t, f"{name}: not byte-identical to the input")
     check(set(tout) == expected, f"unexpected tensors {sorted(set(tout) - expected)[:5]}, "
           f"missing {sorted(expected - set(tout))[:5]}")
-    if a.act_order and a.group_size != -1:
-        check(stats["act_order_moved"], "act-order: every g_idx is k // gs (no column was reordered)")
+    if a.act_order == "group" and a.group_size != -1:
+        check(stats["act_order_moved"], "act-order=group: every g_idx is k // gs (no column was reordered)")
     if stats["rel"]:
-        print(f"gptq_client: {a.method} {a.bits}-bit g{a.group_size}{' act-order' if a.act_order else ''}"
+        print(f"gptq_client: {a.method} {a.bits}-bit g{a.group_size}{' act-order=' + a.act_order if a.act_order else ''}"
               f"{' asym' if a.asym else ' sym'}: {len(linears)} linears, rel. weight error "
               f"{min(stats['rel']):.4f}..{max(stats['rel']):.4f}, / RTN worst-case bound "
               f"{min(stats['ratio']):.3f}..{max(stats['ratio']):.3f}")

@@ -2,7 +2,8 @@
 # A real client reads `qshard quantize`'s GPTQ v1 checkpoints: gptq_client.py loads each output
 # directory as vLLM / transformers would (configs, index, tensors) with PyPI safetensors + numpy and
 # checks it against gutenberg28M and FORMATS.md §2 (see the docstring there). Runs:
-#   GPTQ 4-bit g128 sym act-order (sharded: --max-shard-size 8), GPTQ 3-bit g128 asym, and
+#   GPTQ 4-bit g128 sym act-order with static groups (the default; sharded: --max-shard-size 8), with
+#   permuted groups (--act-order=group), GPTQ 3-bit g128 asym, and
 #   RTN 3-bit g32 asym / 4-bit g128 / 2-bit g64 / 8-bit per-row, whose codes, zeros and fp16
 #   scales must equal the §2.3 quantizer computed in numpy bit for bit.
 # Calibration is tiny (4 x 256 tokens): this checks the format, not the quality (BENCHMARKS.md).
@@ -32,7 +33,8 @@ run() { # name method bits group [quantize options...] -- [client options...]
     --bits "$bits" --group-size "$gs" "${copts[@]}" || { echo "FAIL: $name"; exit 1; }
   rm -rf "${T:?}/$name"
 }
-run g4act gptq 4 128 --act-order --max-shard-size 8 -- --act-order --sharded
+run g4act gptq 4 128 --act-order --max-shard-size 8 -- --act-order static --sharded
+run g4grp gptq 4 128 --act-order=group -- --act-order group
 run g3asym gptq 3 128 --asym -- --asym
 run r3asym rtn 3 32 --asym -- --asym
 run r4 rtn 4 128

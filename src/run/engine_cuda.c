@@ -1,33 +1,22 @@
-// quantize_cuda.c — the cuda engine of `qshard quantize` (quantize.h): this rank's calibration
-// samples stay on its GPU as an fp32 residual stream; each layer is streamed in, and for each linear
-// group in true-sequential order the group's inputs are formed sample by sample, their Hessian is
-// summed in the fixed leaf order (quantize_cuda.h), the group's modules are quantized
-// (quantize_module_cuda.c) and the quantized weights are applied. Per layer: q/k/v/o GEMMs once,
-// gate/up twice (for the down Hessian and for the output; the activations are not stored).
+// engine_cuda.c — the cuda engine of `qshard quantize` (engine.h): this rank's calibration samples
+// stay on its GPU as an fp32 residual stream; each layer is streamed in, and for each linear group
+// the pipeline asks for (pipeline.h) the group's inputs are formed sample by sample and their Hessian
+// is summed in the fixed leaf order (engine_cuda.h); the method's GPU entries quantize the modules
+// (engine_module_cuda.c). Per layer: q/k/v/o GEMMs once, gate/up once when the down_proj inputs fit
+// on the device (else twice: for the down Hessian and for the output).
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/calib.h"
 #include "hessian.h"
+#include "io/calib.h"
 #include "qs_cuda.h"
-#include "run/quantize_cuda.h"
 #include "residual.h"
+#include "run/engine_cuda.h"
 
 // Keep the down_proj inputs of every sample (-1: when they fit, 0: never, 1: always).
 QS_PARAM(cuda_store_act, "QS_CUDA_STORE_ACT", -1)
 
-static const char *const k_phase_names[QS_PH_COUNT] = {"load", "forward", "hessian", "factor", "solve", "gather", "pack"};
-
-qs_status qs_cuda_phase(struct qs_cuda_engine *e, int phase) {
-  qs_status status = QS_OK;
-  QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
-  double now = qs_time_now();
-  e->ph[phase] += now - e->t_mark;
-  e->t_mark = now;
-  qs_dctx_sample_memory(&e->ctx);
-fail:
-  return status;
-}
+static const char *const k_phase_names[QS_PH_COUNT] = {"load", "forward", "hessian", "factor", "solve", "gather", "record"};
 
 static float *x_of(struct qs_cuda_engine *e, long long b) {
   return e->x + (size_t)b * e->T * e->ctx.cfg->hidden;
@@ -133,32 +122,34 @@ fail:
   return status;
 }
 
-static const int k_group_lins[QS_GROUP_COUNT][3] = {
-    {QS_LW_Q, QS_LW_K, QS_LW_V}, {QS_LW_O, 0, 0}, {QS_LW_GATE, QS_LW_UP, 0}, {QS_LW_DOWN, 0, 0}};
+static qs_status cuda_hessian(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, float **H) {
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  *H = NULL;
+  if (!e->x) return QS_OK;
+  return group_hessian(e, run, g, e->L.n_in[qs_layout_of(&run->m->cfg)->group[g].first], H);
+}
 
-// One group: Hessian (with calibration data), factor (GPTQ) or identity (RTN), its modules.
-static qs_status quantize_group(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g) {
+static void cuda_hessian_free(struct qs_qengine *base, float *H) { (void)base, cudaFree(H); }
+
+// The method's GPU prep (GPTQ: the factor); the factor phase.
+static qs_status cuda_prep(struct qs_qengine *base, struct qs_qrun *run, const float *H, int64_t K, const char *name,
+                           void **state, struct qs_qprep_info *info) {
   qs_status status = QS_OK;
-  struct qs_gptq_prep_cuda prep;
-  float *H = NULL;
-  int first = k_group_lins[g][0], K = e->L.n_in[first];
-  char name[160];
-  memset(&prep, 0, sizeof(prep));
-  snprintf(name, sizeof(name), "model.layers.%d.%s", run->layer, qs_group_modules[g][0]);
-  if (e->x) QS_TRY(group_hessian(e, run, g, K, &H));
-  if (run->a->method == QS_QMETHOD_GPTQ) {
-    QS_TRY(qs_gptq_prep_cuda_init(&prep, H, K, &run->a->q, run->a->factor_f64, name, e->ctx.solver, e->ctx.stream));
-    if (prep.damp_raises) qs_log0("  %s: Cholesky failed at damp %g, succeeded at damp %g", name,
-                                  (double)run->a->q.damp, (double)prep.damp_used);
-  } else {
-    QS_TRY(qs_cuda_prep_identity(&prep, K, &run->a->q, e->ctx.stream));
-  }
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  QS_TRY(run->a->method->cuda->prep(&e->cctx, &run->a->q, H, K, name, state, info));
   QS_TRY(qs_cuda_phase(e, QS_PH_FACTOR));
-  for (int j = 0; j < qs_group_size(g); j++) QS_TRY(qs_cuda_quantize_module(e, run, k_group_lins[g][j], &prep, H));
 fail:
-  qs_gptq_prep_cuda_free(&prep);
-  cudaFree(H);
   return status;
+}
+
+static void cuda_prep_free(struct qs_qengine *base, struct qs_qrun *run, void *state) {
+  (void)base;
+  run->a->method->cuda->free(state);
+}
+
+static qs_status cuda_module(struct qs_qengine *base, struct qs_qrun *run, const void *state, const float *H,
+                             enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec) {
+  return qs_cuda_quantize_module((struct qs_cuda_engine *)base, run, state, H, lin, rep, rec);
 }
 
 // The layer's output for every local sample, with the quantized down_proj.
@@ -190,17 +181,25 @@ static void log_phases(struct qs_cuda_engine *e, int l) {
           (double)e->ctx.peak / (1 << 30));
 }
 
-static qs_status cuda_layer(struct qs_qengine *base, struct qs_qrun *run, int l) {
+static qs_status cuda_load(struct qs_qengine *base, struct qs_qrun *run, int l) {
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   struct qs_hslot *slot = NULL;
+  (void)run;
   memset(e->ph, 0, sizeof(e->ph));
   e->t_mark = qs_time_now();
   QS_TRY(qs_wstream_get(&e->ws, l, &slot));
   QS_TRY(qs_dlayer_upload(&e->ctx, slot, &e->L));
   QS_TRY(qs_wstream_prefetch(&e->ws, l + 1)); // read the next layer while this one computes
   QS_TRY(qs_cuda_phase(e, QS_PH_LOAD));
-  for (int g = 0; g < QS_GROUP_COUNT; g++) QS_TRY(quantize_group(e, run, (enum qs_group)g));
+fail:
+  return status;
+}
+
+static qs_status cuda_finish(struct qs_qengine *base, struct qs_qrun *run, int l) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  (void)run;
   if (e->x) QS_TRY(finish_layer(e));
   log_phases(e, l);
 fail:
@@ -249,7 +248,6 @@ static void cuda_free(struct qs_qengine *base) {
   cudaFree(e->x);
   cudaFree(e->att);
   cudaFree(e->act);
-  if (e->pin) cudaFreeHost(e->pin);
   qs_dcomm_free(e->dcomm);
   qs_dctx_free(&e->ctx);
   free(e);
@@ -285,10 +283,10 @@ static qs_status reserve_act(struct qs_cuda_engine *e, struct qs_qrun *run) {
   const struct qs_config *c = &run->m->cfg;
   size_t bytes = (size_t)e->B * e->T * c->intermediate * qs_dtype_size(e->ctx.dt), fr = 0, total = 0;
   long long mode = qs_param_cuda_store_act();
-  int no[QS_LW_COUNT], ni[QS_LW_COUNT];
+  int no[QS_LIN_COUNT], ni[QS_LIN_COUNT];
   double layer = 0, kmax = QS_MAX(c->intermediate, c->hidden);
   qs_dlayer_shapes(c, no, ni);
-  for (int i = 0; i < QS_LW_COUNT; i++) layer += (double)no[i] * ni[i] * 4; // fp32 upper bound
+  for (int i = 0; i < QS_LIN_COUNT; i++) layer += (double)no[i] * ni[i] * 4; // fp32 upper bound
   QS_CUDA_CHECK(cudaMemGetInfo(&fr, &total));
   double need = (double)bytes + 2 * layer + 3 * kmax * kmax * 4 + 2.0 * (1 << 30);
   if (mode == 0 || (mode < 0 && need > (double)fr)) {
@@ -318,18 +316,23 @@ fail:
 qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out) {
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = NULL;
-  const struct qs_qargs *a = run->a;
+  const struct qs_run_opts *a = run->a;
+  if (!a->method->cuda)
+    QS_FAIL(QS_ERR_UNSUPPORTED, "--device cuda: method %s has no GPU entries (use --device cpu)", a->method->name);
   if (a->q.block_size > 0 && a->q.block_size != 128)
     QS_FAIL(QS_ERR_UNSUPPORTED, "--device cuda: --block %d (the GPU solve is built for 128; use --device cpu)",
             a->q.block_size);
   QS_ALLOC(e, 1);
   memset(e, 0, sizeof(*e));
-  e->base = (struct qs_qengine){.name = "cuda", .layer = cuda_layer, .get_x = cuda_get_x, .set_x = cuda_set_x,
-                                .device_peak = cuda_device_peak, .free = cuda_free};
+  e->base = (struct qs_qengine){.name = "cuda", .load = cuda_load, .hessian = cuda_hessian,
+                                .hessian_free = cuda_hessian_free, .prep = cuda_prep, .prep_free = cuda_prep_free,
+                                .module = cuda_module, .finish = cuda_finish, .get_x = cuda_get_x,
+                                .set_x = cuda_set_x, .device_peak = cuda_device_peak, .free = cuda_free};
   QS_TRY(qs_dctx_init(&e->ctx, run->m, a->precision_f32 ? QS_DTYPE_F32 : QS_DTYPE_BF16));
+  e->cctx = (struct qs_cuda_ctx){.blas = e->ctx.blas, .solver = e->ctx.solver, .stream = e->ctx.stream};
   QS_TRY(qs_dcomm_init(run->data, &e->dcomm));
   qs_log0("cuda engine: %s activations, %s factor, device collectives: %s", a->precision_f32 ? "fp32" : "bf16",
-          a->factor_f64 ? "fp64" : "fp32", qs_dcomm_backend(e->dcomm));
+          a->q.factor_f64 ? "fp64" : "fp32", qs_dcomm_backend(e->dcomm));
   if (cal) {
     QS_TRY(plan_samples(e, run, cal));
     QS_TRY(embed_samples(e, run, cal));

@@ -1,16 +1,17 @@
 // gptq_pack.c — GPTQ v1 checkpoint tensors (FORMATS.md §2.1-2.3): codes and zero points packed
 // into int32 words as little-endian bit streams, and the inverse used when loading a checkpoint.
-// Contract: quant.h.
+// Contract: gptq.h.
 //
 // One rule covers every width (AutoGPTQ qlinear_cuda.py pack(), GPTQModel pack_original()): field i
 // of a stream occupies stream bits [b*i, b*i + b), stream bit s being bit s%32 of word s/32. For
 // b = 2, 4, 8 that is "value j of word r at bits b*j" (32/b whole fields per word); for b = 3 it is
 // the 96-bit scheme: 32 fields in 3 words, fields 10 and 21 split across a word boundary.
-#include "quant/quant.h"
+#include "formats/gptq.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bits.h"
 #include "base/dtype.h"
 
 // Field i of the stream whose word w lives at words[w * stride] (stride lets a stream run down a
@@ -46,11 +47,28 @@ fail:
   return status;
 }
 
-// qweight [K*bits/32, N]: the stream of column n runs down qweight's column n (stride N). n is tiled
-// so that codes (row-major [N, K]) are read as a few sequential streams.
+// One word of the stream of codes c[0..32/bits) for bits 2, 4, 8: c[j] at bits [bits*j, ...).
+static inline uint32_t qs_gptq_word(const uint8_t *c, int bits) {
+  if (bits == 4) return qs_bits_pack4(qs_bits_load64(c));
+  if (bits == 2) return qs_bits_pack2(qs_bits_load64(c), qs_bits_load64(c + 8));
+  uint32_t w;
+  memcpy(&w, c, 4); // 8 bits: the bytes themselves (little-endian)
+  return w;
+}
+
+// qweight [K*bits/32, N]: the stream of column n runs down qweight's column n (stride N). Rows are
+// taken in tiles of 64 columns n: each word row r of the tile is one contiguous 256-byte store, and
+// the tile's 64 code rows are read as sequential streams.
 static void qs_gptq_pack_qweight(const uint8_t *codes, int bits, int64_t N, int64_t K, uint32_t *qw) {
-  const int64_t tile = 64;
-  memset(qw, 0, sizeof(uint32_t) * (size_t)(K * bits / 32 * N));
+  const int64_t tile = 64, words = K * bits / 32;
+  if (bits != 3) { // whole fields per word: one word from 32/bits consecutive codes
+    const int64_t pf = 32 / bits;
+    for (int64_t n0 = 0; n0 < N; n0 += tile)
+      for (int64_t r = 0; r < words; r++)
+        for (int64_t n = n0; n < QS_MIN(n0 + tile, N); n++) qw[r * N + n] = qs_gptq_word(codes + n * K + r * pf, bits);
+    return;
+  }
+  memset(qw, 0, sizeof(uint32_t) * (size_t)(words * N));
   for (int64_t n0 = 0; n0 < N; n0 += tile)
     for (int64_t k = 0; k < K; k++)
       for (int64_t n = n0; n < QS_MIN(n0 + tile, N); n++) qs_bits_put(qw + n, N, k, bits, codes[n * K + k]);

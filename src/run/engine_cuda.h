@@ -1,5 +1,7 @@
-// quantize_cuda.h — internals of the cuda engine of `qshard quantize` (quantize_cuda.c: samples,
-// layer phases, Hessians; quantize_module_cuda.c: one module's GPTQ/RTN, gather, packing).
+// engine_cuda.h — internals of the cuda engine of `qshard quantize` (engine.h; engine_cuda.c:
+// samples, layer loads, group inputs and Hessians; engine_module_cuda.c: one module's rows through the
+// method's GPU entries, the gather, the record). engine_cuda.c calls engine_module_cuda.c, never
+// the other way round.
 //
 // All collectives run over run->data, the ranks of this stage (stages.h; the world when S = 1).
 // Exactness for any rank count (the house rule, as the CPU engine):
@@ -13,26 +15,28 @@
 //    and one leaf per own leaf beyond the first on ranks > 0 (two K x K buffers on one rank).
 //  - Rows: a module's rows are grouped in tiles of QS_GPTQ_CUDA_ROW_TILE rows aligned to row 0 (the
 //    last may be shorter); rank r solves tiles split_range(n_tiles, P, r) in one call whose lazy-update
-//    sgemms run per tile (qs_gptq_quantize_tiled_cuda), so a row's update always comes from a call of
-//    the same shape; the fused kernels treat rows independently. The rows are all-gathered (NCCL).
-//  - The factor is computed from the same H bits by every rank, identically.
-#ifndef QS_QUANTIZE_CUDA_H
-#define QS_QUANTIZE_CUDA_H
+//    GEMMs run per tile (method.h, qs_method_cuda.rows), so a row's update always comes from a call of
+//    the same shape; the kernels treat rows independently. The rows are all-gathered (NCCL).
+//  - The method's prep is computed from the same H bits by every rank, identically.
+#ifndef QS_ENGINE_CUDA_H
+#define QS_ENGINE_CUDA_H
 
 #include "comm_dev.h"
 #include "model/forward_cuda.h"
-#include "gptq_factor.h"
-#include "run/quantize.h"
+#include "qs_cuda.h"
+#include "run/engine.h"
 
 #define QS_HESSIAN_LEAVES 16
 #define QS_GPTQ_CUDA_ROW_TILE 2048
 
-// Seconds per phase of the current layer (host clock, the stream synchronized at phase ends).
-enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_PACK, QS_PH_COUNT };
+// Seconds per phase of the current layer (host clock, the stream synchronized at phase ends);
+// "record": the stage leader's copy of each module's record to the host.
+enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_RECORD, QS_PH_COUNT };
 
 struct qs_cuda_engine {
   struct qs_qengine base;
   struct qs_dctx ctx;
+  struct qs_cuda_ctx cctx;   // the method entries' view of ctx (handles, stream)
   struct qs_dcomm *dcomm;
   struct qs_wstream ws;
   struct qs_dlayer L;
@@ -41,23 +45,28 @@ struct qs_cuda_engine {
   void *att;         // [B, T, H*D] attention outputs (dt), kept between the O Hessian and o_proj
   void *act;         // [B, T, inter] down_proj inputs (dt) kept between its Hessian and its apply,
                      // when they fit (else NULL: gate/up are recomputed for the layer output)
-  void *pin;         // pinned host staging of one module's packed tensors
-  size_t pin_cap;
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;
 };
 
 // Marks the end of a phase: synchronizes the stream and adds the time since the last mark.
-qs_status qs_cuda_phase(struct qs_cuda_engine *e, int phase);
-// Quantizes module i (QS_LW_*) of the uploaded layer with the group's Hessian H (device [K, K],
-// both triangles; NULL without calibration data), GPTQ (prep) or RTN (prep NULL): rows solved in
-// tiles over the ranks, gathered, L.w[i] replaced by the quantized weights in dt, report + emit.
-qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, int i,
-                                  const struct qs_gptq_prep_cuda *prep, const float *H);
-// The identity factor: GPTQ with U = I, no permutation is exactly RTN (no error feedback; the
-// grids come from the original weights). Used for --method rtn on the GPU.
-qs_status qs_cuda_prep_identity(struct qs_gptq_prep_cuda *prep, int64_t K, const struct qs_quant_opts *o,
-                                cudaStream_t stream);
+static inline qs_status qs_cuda_phase(struct qs_cuda_engine *e, int phase) {
+  qs_status status = QS_OK;
+  QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
+  double now = qs_time_now();
+  e->ph[phase] += now - e->t_mark;
+  e->t_mark = now;
+  qs_dctx_sample_memory(&e->ctx);
+fail:
+  return status;
+}
+
+// Module `lin` of the uploaded layer through the method's GPU rows entry with the group's state and
+// Hessian H (device [K, K], both triangles; NULL without calibration data): rows solved in tiles
+// over the ranks, gathered, L.w[lin] replaced by the quantized weights in dt; the report's loss and
+// output error; on the stage leader the record copied to the host (engine.h, module()).
+qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const void *state, const float *H,
+                                  enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec);
 
 #endif

@@ -1,0 +1,83 @@
+// formats.c — the format table (format.h) and what the model-directory writers share.
+#include "formats/format.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/outdir.h"
+
+extern const struct qs_format qs_format_gptq, qs_format_ct, qs_format_trtllm;
+
+// One row per format; a format is its own file plus its row here.
+static const struct qs_format *const k_formats[] = {&qs_format_gptq, &qs_format_ct, &qs_format_trtllm};
+#define QS_N_FORMATS (sizeof(k_formats) / sizeof(k_formats[0]))
+
+const struct qs_format *qs_format_find(const char *name) {
+  for (size_t i = 0; i < QS_N_FORMATS; i++)
+    if (!strcmp(k_formats[i]->name, name)) return k_formats[i];
+  return NULL;
+}
+
+const char *qs_format_names(void) {
+  static char buf[160];
+  if (!buf[0])
+    for (size_t i = 0; i < QS_N_FORMATS; i++) {
+      size_t n = strlen(buf);
+      snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "|" : "", k_formats[i]->name);
+    }
+  return buf;
+}
+
+const struct qs_format *qs_format_detect(const json_t *qc, char *msg, size_t cap) {
+  for (size_t i = 0; i < QS_N_FORMATS; i++)
+    if (k_formats[i]->detect && k_formats[i]->detect(qc)) return k_formats[i];
+  const char *m = json_string_value(json_object_get(qc, "quant_method"));
+  snprintf(msg, cap, "quantization_config with quant_method '%s' is not a format qshard reads (%s)", m ? m : "?",
+           qs_format_names());
+  return NULL;
+}
+
+int qs_format_scale_dtype(const struct qs_format *const *fmts, int n, qs_dtype model) {
+  unsigned ok = 1u << QS_DTYPE_F16 | 1u << QS_DTYPE_BF16 | 1u << QS_DTYPE_F32;
+  for (int i = 0; i < n; i++) ok &= fmts[i]->scale_dtypes;
+  const int pref[] = {(int)model, QS_DTYPE_F16, QS_DTYPE_BF16, QS_DTYPE_F32};
+  for (size_t i = 0; i < sizeof(pref) / sizeof(pref[0]); i++)
+    if (ok & 1u << pref[i]) return pref[i];
+  return -1;
+}
+
+qs_status qs_format_add(struct qs_st_writer *w, const char *prefix, const char *suffix, qs_dtype dt, int ndim,
+                        int64_t d0, int64_t d1, const void *data) {
+  char name[256];
+  int64_t shape[2] = {d0, d1};
+  snprintf(name, sizeof(name), "%s.%s", prefix, suffix);
+  return qs_st_writer_add(w, name, dt, ndim, shape, data, 1);
+}
+
+qs_status qs_format_write_config(const struct qs_format_run *fr, const char *dir, json_t *qc) {
+  qs_status status = QS_OK;
+  if (!qc) QS_FAIL(QS_ERR_OOM, "out of memory building quantization_config");
+  QS_TRY(qs_outdir_write_config(fr->model_dir, dir, "quantization_config", qc));
+  QS_TRY(qs_outdir_copy_aux(fr->model_dir, dir));
+fail:
+  json_decref(qc);
+  return status;
+}
+
+qs_status qs_format_record_lin(const struct qs_format_run *fr, const struct qs_qrecord *r, int *lin) {
+  qs_status status = QS_OK;
+  int l = -1, off = 0;
+  if (sscanf(r->name, "model.layers.%d.%n", &l, &off) != 1 || off == 0 || l != r->layer)
+    QS_FAIL(QS_ERR_INTERNAL, "%s: not a linear of decoder layer %d", r->name, r->layer);
+  *lin = qs_layout_find(qs_layout_of(fr->cfg), r->name + off);
+  if (*lin < 0) QS_FAIL(QS_ERR_INTERNAL, "%s: not a linear of the layout", r->name);
+fail:
+  return status;
+}
+
+double qs_format_float_json(float f) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%.6g", (double)f);
+  return strtod(buf, NULL);
+}

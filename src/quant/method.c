@@ -1,0 +1,42 @@
+// method.c — the method table (method.h) and the options every method shares.
+#include "quant/method.h"
+
+#include <stdio.h>
+#include <string.h>
+
+// One row per method; a method is its own file(s) plus its row here.
+extern const struct qs_method qs_method_gptq, qs_method_rtn;
+static const struct qs_method *const k_methods[] = {&qs_method_gptq, &qs_method_rtn};
+#define QS_N_METHODS (sizeof(k_methods) / sizeof(k_methods[0]))
+
+const struct qs_method *qs_method_find(const char *name) {
+  for (size_t i = 0; i < QS_N_METHODS; i++)
+    if (!strcmp(k_methods[i]->name, name)) return k_methods[i];
+  return NULL;
+}
+
+const char *qs_method_names(void) {
+  static char buf[128];
+  if (!buf[0])
+    for (size_t i = 0; i < QS_N_METHODS; i++) {
+      size_t n = strlen(buf);
+      snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "|" : "", k_methods[i]->name);
+    }
+  return buf;
+}
+
+struct qs_qopts qs_qopts_default(void) {
+  return (struct qs_qopts){.grid = qs_grid_default(), .act_order = QS_ACT_ORDER_NONE, .damp = 0.01f,
+                           .block_size = 128};
+}
+
+qs_status qs_qopts_check(const struct qs_qopts *o, int64_t K, const char *what) {
+  qs_status status = QS_OK;
+  QS_TRY(qs_grid_check(&o->grid, K, what));
+  if (!(o->damp >= 0.0f && o->damp < 1.0f))
+    QS_FAIL(QS_ERR_ARG, "%s: damp %g, expected 0 <= damp < 1", what, (double)o->damp);
+  if (o->act_order < QS_ACT_ORDER_NONE || o->act_order > QS_ACT_ORDER_GROUP)
+    QS_FAIL(QS_ERR_ARG, "%s: act-order mode %d", what, o->act_order);
+fail:
+  return status;
+}

@@ -1,0 +1,51 @@
+// engine.h — layer engines of `qshard quantize`: where the calibration activations live and how each
+// step of the pipeline (pipeline.h) runs — on the CPU (engine_cpu.c) or on a GPU (engine_cuda.c).
+// The pipeline decides what happens in which order (the layout's groups, one Hessian per group, the
+// method's prep and rows, the records); an engine supplies the steps for its memory and device.
+//
+// An engine owns this rank's calibration samples [s0, s1) (it sets run->s0/s1/n_samples/T) as the
+// residual stream x [s1 - s0, T, hidden] fp32. Without calibration data x is empty and the steps
+// that need it are skipped (hessian() returns NULL). Exactness for any rank count is each engine's
+// contract: the Hessian summed in a fixed order, rows split so that a row's bits do not depend on
+// the split, the rows all-gathered (engine_cpu.c, engine_cuda.h).
+#ifndef QS_ENGINE_H
+#define QS_ENGINE_H
+
+#include "run/run.h"
+
+struct qs_calib;
+
+struct qs_qengine {
+  const char *name; // "cpu" or "cuda"
+  // Layer l's weights in.
+  qs_status (*load)(struct qs_qengine *e, struct qs_qrun *run, int l);
+  // The forward up to group g's input (the groups before g applied as quantized), then the group's
+  // Hessian 2/n·XᵀX over every rank's samples, finalized (both triangles) and identical on every rank
+  // of the stage, in engine memory (host or device) — or *H = NULL without calibration data.
+  qs_status (*hessian)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, float **H);
+  void (*hessian_free)(struct qs_qengine *e, float *H);
+  // The method's per-group state from H (its CPU or GPU entry).
+  qs_status (*prep)(struct qs_qengine *e, struct qs_qrun *run, const float *H, int64_t K, const char *name,
+                    void **state, struct qs_qprep_info *info);
+  void (*prep_free)(struct qs_qengine *e, struct qs_qrun *run, void *state);
+  // Module `lin` quantized with the group's state: rows split over the stage's ranks and gathered;
+  // its weights replaced by the quantized values for the rest of the forward; rep->loss and
+  // rep->rel_err filled; on the stage leader (data rank 0) *rec = the complete record (host), on
+  // the other ranks *rec is left empty.
+  qs_status (*module)(struct qs_qengine *e, struct qs_qrun *run, const void *state, const float *H, enum qs_lin lin,
+                      struct qs_qreport *rep, struct qs_qrecord *rec);
+  // The layer's output from its quantized modules: x becomes the next layer's input.
+  qs_status (*finish)(struct qs_qengine *e, struct qs_qrun *run, int l);
+  // x copied out to / in from host memory (resume state), [s1 - s0, T, hidden] fp32.
+  qs_status (*get_x)(struct qs_qengine *e, const struct qs_qrun *run, float *x);
+  qs_status (*set_x)(struct qs_qengine *e, const struct qs_qrun *run, const float *x);
+  // Peak device memory in bytes since the engine started (-1 on the CPU).
+  long long (*device_peak)(struct qs_qengine *e);
+  void (*free)(struct qs_qengine *e);
+};
+
+// cal may be NULL (no calibration data). Collective over run->data (this rank's stage).
+qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out);
+qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out);
+
+#endif

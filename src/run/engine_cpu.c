@@ -1,0 +1,279 @@
+// engine_cpu.c — the CPU layer engine (engine.h): the residual stream of this rank's calibration
+// samples in host memory, the layer forward in steps (model.h qs_layer_step), fp32 throughout.
+//
+// Exactness under MPI: samples are split contiguously over the stage's ranks (run->data); the
+// Hessian is a fixed tree sum over samples (qs_comm_treesum_f32), so every rank holds the same bits
+// for any rank count; the method's prep is computed from it identically on every rank; a row's
+// quantization does not depend on which rank does it (method.h); the rows are then all-gathered.
+// Hence the checkpoint is byte-identical for -np 1, 2, 4.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "io/calib.h"
+#include "quant/gptq.h"
+#include "run/engine.h"
+
+struct cpu_engine {
+  struct qs_qengine base;
+  float *x;          // [s1 - s0, T, hidden], NULL without calibration data
+  struct qs_fwd ws;
+  struct qs_layer L; // the current layer (fp32)
+  const float *X;    // the current group's input [(s1-s0)*T, K] (for the Hessian leaves)
+  int K;
+  const struct qs_qrun *run;
+};
+
+static qs_status cpu_load(struct qs_qengine *e, struct qs_qrun *run, int l) {
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  qs_layer_free(&c->L);
+  return qs_model_load_layer(run->m, l, &c->L);
+}
+
+// Leaf of the Hessian tree: X_s^T X_s of calibration sample s (upper triangle).
+static qs_status hessian_leaf(void *ctx, long long s, float *out) {
+  const struct cpu_engine *c = ctx;
+  const struct qs_qrun *run = c->run;
+  size_t K = (size_t)c->K;
+  memset(out, 0, K * K * sizeof(float));
+  qs_gptq_hessian_add(out, c->X + (size_t)(s - run->s0) * (size_t)run->T * K, run->T, c->K);
+  return QS_OK;
+}
+
+static qs_status cpu_hessian(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, float **H) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  *H = NULL;
+  if (!c->x) return QS_OK;
+  QS_TRY(qs_layer_step(&run->m->cfg, run->m->rope_inv_freq, &c->L, c->x, (int)(run->s1 - run->s0), run->T, &c->ws,
+                       g, &c->X, &c->K));
+  c->run = run;
+  QS_ALLOC(*H, (size_t)c->K * (size_t)c->K);
+  QS_TRY(qs_comm_treesum_f32(run->data, run->n_samples, (size_t)c->K * (size_t)c->K, hessian_leaf, c, *H));
+  QS_TRY(qs_gptq_hessian_finalize(*H, c->K, run->n_samples));
+  return QS_OK;
+fail:
+  free(*H);
+  *H = NULL;
+  return status;
+}
+
+static void cpu_hessian_free(struct qs_qengine *e, float *H) { (void)e, free(H); }
+
+static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const float *H, int64_t K, const char *name,
+                          void **state, struct qs_qprep_info *info) {
+  (void)e;
+  return run->a->method->prep(&run->a->q, H, K, name, state, info);
+}
+
+static void cpu_prep_free(struct qs_qengine *e, struct qs_qrun *run, void *state) {
+  (void)e;
+  run->a->method->free(state);
+}
+
+// Per-row ||(w - q) X|| and ||w X|| squared, as (w-q) H (w-q)^T and w H w^T (H ∝ X^T X).
+static qs_status row_output_error(const float *W0, const float *Q, const float *H, int64_t nrows, int64_t K,
+                                  double *num, double *den) {
+  qs_status status = QS_OK;
+  float *D = NULL, *DH = NULL, *WH = NULL;
+  QS_ALLOC(D, K);
+  QS_ALLOC(DH, K);
+  QS_ALLOC(WH, K);
+  for (int64_t r = 0; r < nrows; r++) {
+    const float *w = W0 + r * K, *q = Q + r * K;
+    for (int64_t k = 0; k < K; k++) D[k] = w[k] - q[k];
+    cblas_ssymv(CblasRowMajor, CblasUpper, (int)K, 1.0f, H, (int)K, D, 1, 0.0f, DH, 1);
+    cblas_ssymv(CblasRowMajor, CblasUpper, (int)K, 1.0f, H, (int)K, w, 1, 0.0f, WH, 1);
+    double a = 0, b = 0;
+    for (int64_t k = 0; k < K; k++) { a += (double)D[k] * DH[k]; b += (double)w[k] * WH[k]; }
+    num[r] = a;
+    den[r] = b;
+  }
+fail:
+  free(D);
+  free(DH);
+  free(WH);
+  return status;
+}
+
+// Buffers of one module: full [N, ...] arrays; this rank fills rows [r0, r1), the gather the rest.
+struct qmod {
+  int64_t N, K, G, r0, r1;
+  uint8_t *codes;     // [N, K]
+  float *scales;      // [N, G]
+  uint8_t *zeros;     // [N, G]
+  float *loss;        // [N]
+  double *num, *den;  // [N] output error terms
+  float *W0;          // [r1-r0, K] original rows of this rank
+};
+
+static void qmod_free(struct qmod *q) {
+  free(q->codes); free(q->scales); free(q->zeros); free(q->loss); free(q->num); free(q->den); free(q->W0);
+}
+
+static qs_status qmod_init(struct qmod *q, struct qs_comm *c, const struct qs_linear *lin, const struct qs_grid *g) {
+  qs_status status = QS_OK;
+  q->N = lin->n_out;
+  q->K = lin->n_in;
+  q->G = qs_grid_n_groups(g, q->K);
+  long long b, e;
+  qs_comm_split_range(q->N, qs_comm_size(c), qs_comm_rank(c), &b, &e);
+  q->r0 = b;
+  q->r1 = e;
+  QS_ALLOC(q->codes, q->N * q->K);
+  QS_ALLOC(q->scales, q->N * q->G);
+  QS_ALLOC(q->zeros, q->N * q->G);
+  QS_ALLOC(q->loss, q->N);
+  QS_ALLOC(q->num, q->N);
+  QS_ALLOC(q->den, q->N);
+  QS_ALLOC(q->W0, (q->r1 - q->r0) * q->K);
+  memcpy(q->W0, lin->w + q->r0 * q->K, (size_t)((q->r1 - q->r0) * q->K) * sizeof(float));
+fail:
+  return status;
+}
+
+// All-gathers `elem` bytes per row of a [N, ...] array whose rows [r0, r1) this rank filled.
+static qs_status gather_rows(struct qs_comm *c, void *buf, int64_t N, size_t elem) {
+  qs_status status = QS_OK;
+  size_t *counts = NULL;
+  int P = qs_comm_size(c);
+  QS_ALLOC(counts, P);
+  for (int r = 0; r < P; r++) {
+    long long b, e;
+    qs_comm_split_range(N, P, r, &b, &e);
+    counts[r] = (size_t)(e - b) * elem;
+  }
+  QS_TRY(qs_comm_allgatherv(c, NULL, buf, counts));
+fail:
+  free(counts);
+  return status;
+}
+
+static qs_status qmod_gather(struct qmod *q, struct qs_comm *c, struct qs_linear *lin) {
+  qs_status status = QS_OK;
+  QS_TRY(gather_rows(c, lin->w, q->N, (size_t)q->K * sizeof(float)));
+  QS_TRY(gather_rows(c, q->codes, q->N, (size_t)q->K));
+  QS_TRY(gather_rows(c, q->scales, q->N, (size_t)q->G * sizeof(float)));
+  QS_TRY(gather_rows(c, q->zeros, q->N, (size_t)q->G));
+  QS_TRY(gather_rows(c, q->loss, q->N, sizeof(float)));
+  QS_TRY(gather_rows(c, q->num, q->N, sizeof(double)));
+  QS_TRY(gather_rows(c, q->den, q->N, sizeof(double)));
+fail:
+  return status;
+}
+
+// The gathered module as a record (the leader's): the buffers move into it.
+static qs_status qmod_record(struct qmod *q, const struct qs_qrun *run, const void *state, const struct qs_linear *lin,
+                             const char *name, struct qs_qrecord *rec) {
+  qs_status status = QS_OK;
+  *rec = (struct qs_qrecord){.layer = run->layer, .N = q->N, .K = q->K, .G = q->G, .grid = run->a->q.grid};
+  snprintf(rec->name, sizeof(rec->name), "%s", name);
+  rec->codes = q->codes, q->codes = NULL;
+  rec->scales = q->scales, q->scales = NULL;
+  rec->zeros = q->zeros, q->zeros = NULL;
+  QS_ALLOC(rec->g_idx, q->K);
+  run->a->method->group_map(state, rec->g_idx);
+  if (lin->b) {
+    QS_ALLOC(rec->bias, q->N);
+    memcpy(rec->bias, lin->b, (size_t)q->N * sizeof(float));
+  }
+fail:
+  return status;
+}
+
+static qs_status cpu_module(struct qs_qengine *e, struct qs_qrun *run, const void *state, const float *H,
+                            enum qs_lin li, struct qs_qreport *rep, struct qs_qrecord *rec) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  struct qs_linear *lin = &c->L.lin[li];
+  struct qmod q = {0};
+  const struct qs_qopts *o = &run->a->q;
+  QS_TRY(qs_qopts_check(o, lin->n_in, rep->name));
+  QS_TRY(qmod_init(&q, run->data, lin, &o->grid));
+  int64_t nr = q.r1 - q.r0;
+  float *Wr = lin->w + q.r0 * q.K;
+  struct qs_qrows out = {.codes = q.codes + q.r0 * q.K, .scales = q.scales + q.r0 * q.G,
+                         .zeros = q.zeros + q.r0 * q.G, .loss = q.loss + q.r0};
+  QS_TRY(run->a->method->rows(state, Wr, nr, q.r0, &out));
+  if (H) QS_TRY(row_output_error(q.W0, Wr, H, nr, q.K, q.num + q.r0, q.den + q.r0));
+  QS_TRY(qmod_gather(&q, run->data, lin));
+  double loss = 0, num = 0, den = 0;
+  for (int64_t r = 0; r < q.N; r++) { loss += q.loss[r]; num += q.num[r]; den += q.den[r]; }
+  rep->loss = (run->a->method->needs & QS_METHOD_HESSIAN) ? loss : NAN;
+  if (H) rep->rel_err = den > 0 ? sqrt(num / den) : 0.0;
+  if (qs_comm_rank(run->data) == 0) QS_TRY(qmod_record(&q, run, state, lin, rep->name, rec));
+fail:
+  qmod_free(&q);
+  return status;
+}
+
+static qs_status cpu_finish(struct qs_qengine *e, struct qs_qrun *run, int l) {
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  const float *X;
+  int K;
+  (void)l;
+  if (!c->x) return QS_OK;
+  return qs_layer_step(&run->m->cfg, run->m->rope_inv_freq, &c->L, c->x, (int)(run->s1 - run->s0), run->T, &c->ws,
+                       QS_GROUP_COUNT, &X, &K);
+}
+
+static size_t cpu_x_floats(const struct qs_qrun *run) {
+  return (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)run->m->cfg.hidden;
+}
+
+static qs_status cpu_get_x(struct qs_qengine *e, const struct qs_qrun *run, float *x) {
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  if (c->x) memcpy(x, c->x, cpu_x_floats(run) * sizeof(float));
+  return QS_OK;
+}
+
+static qs_status cpu_set_x(struct qs_qengine *e, const struct qs_qrun *run, const float *x) {
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  if (c->x) memcpy(c->x, x, cpu_x_floats(run) * sizeof(float));
+  return QS_OK;
+}
+
+static long long cpu_device_peak(struct qs_qengine *e) {
+  (void)e;
+  return -1;
+}
+
+static void cpu_free(struct qs_qengine *e) {
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  if (!c) return;
+  qs_fwd_free(&c->ws);
+  qs_layer_free(&c->L);
+  free(c->x);
+  free(c);
+}
+
+qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = NULL;
+  int P = qs_comm_size(run->data), hidden = run->m->cfg.hidden;
+  QS_ALLOC(c, 1);
+  c->base = (struct qs_qengine){.name = "cpu", .load = cpu_load, .hessian = cpu_hessian,
+                                .hessian_free = cpu_hessian_free, .prep = cpu_prep, .prep_free = cpu_prep_free,
+                                .module = cpu_module, .finish = cpu_finish, .get_x = cpu_get_x, .set_x = cpu_set_x,
+                                .device_peak = cpu_device_peak, .free = cpu_free};
+  if (cal) {
+    if (cal->n < P)
+      QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d (data) ranks: need at least one per rank", cal->n, P);
+    run->n_samples = cal->n;
+    run->T = cal->seqlen;
+    qs_comm_split_range(cal->n, P, qs_comm_rank(run->data), &run->s0, &run->s1);
+    long long B = run->s1 - run->s0;
+    QS_ALLOC(c->x, (size_t)B * (size_t)cal->seqlen * (size_t)hidden);
+    for (long long b = 0; b < B; b++)
+      qs_model_embed(run->m, cal->ids + (size_t)(run->s0 + b) * cal->seqlen, cal->seqlen,
+                     c->x + (size_t)b * cal->seqlen * hidden);
+    QS_TRY(qs_fwd_init(&c->ws, &run->m->cfg, (int)B, run->T));
+  }
+  *out = &c->base;
+  return QS_OK;
+fail:
+  if (c) cpu_free(&c->base);
+  return status;
+}

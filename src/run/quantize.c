@@ -1,0 +1,264 @@
+// quantize.c — `qshard quantize` once the command line is parsed (run.h): the model, the formats and
+// the grid they need, the engine, the layer loop through the pipeline (pipeline.h) with the resume
+// state, the outputs written from the layer records (output.h), --eval, the report, the rename.
+//
+// Pipeline (DESIGN.md "Numerics"): the calibration samples are split over the ranks and embedded;
+// then for each decoder layer l: load l, run it forward once on this rank's samples, and at each
+// linear group (q/k/v, o, gate/up, down) — just before the group is applied — form the Hessian of
+// its input over all samples, quantize the group's modules, and apply the quantized weights. The
+// layer's outputs, computed with its quantized modules, are the inputs of layer l+1.
+// With --stages S > 1 (stages.h) every stage runs this loop on its own layers at once, from the
+// full-precision activations at its first layer.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "io/calib.h"
+#include "io/outdir.h"
+#include "model/device.h"
+#include "model/eval.h"
+#include "run/engine.h"
+#include "run/output.h"
+#include "run/pipeline.h"
+#include "run/progress.h"
+#include "run/qstate.h"
+#include "run/stages.h"
+
+// ---- before any work: the formats and the grid they need ------------------------------------------
+
+// --tp T implies the TensorRT-LLM format; the grid narrowed to what every chosen format stores
+// exactly (zero points, scale dtype); each format's refusal, once, before any work.
+static qs_status settle_formats(struct qs_comm *world, struct qs_run_opts *a, const struct qs_model *m) {
+  const struct qs_format *trt = qs_format_find("trtllm");
+  char msg[512];
+  int has_trt = 0;
+  for (int i = 0; i < a->n_formats; i++) has_trt |= a->formats[i] == trt;
+  if (a->tp && !has_trt) {
+    if (a->n_formats == QS_MAX_FORMATS) return qs_quantize_refuse(world, "--tp", a->tp, "too many formats");
+    a->formats[a->n_formats++] = trt;
+  }
+  int sd = qs_format_scale_dtype(a->formats, a->n_formats, m->cfg.dtype);
+  if (sd < 0) {
+    if (qs_comm_rank(world) == 0) fprintf(stderr, "qshard quantize: --format: no scale dtype that every format stores\n");
+    return QS_ERR_ARG;
+  }
+  a->q.grid.scale_dtype = sd;
+  for (int i = 0; i < a->n_formats; i++)
+    if (a->formats[i]->constrain) a->formats[i]->constrain(&a->q.grid);
+  int model_dir = 0;
+  for (int i = 0; i < a->n_formats; i++) {
+    struct qs_format_run fr = {.model_dir = a->model, .cfg = &m->cfg, .ckpt = &m->ckpt, .method = a->method->name,
+                               .opts = &a->q, .tp = a->tp, .rank = qs_comm_rank(world), .ranks = qs_comm_size(world)};
+    model_dir |= a->formats[i]->model_dir;
+    if (a->formats[i]->refuse && a->formats[i]->refuse(&fr, msg, sizeof(msg))) {
+      if (qs_comm_rank(world) == 0) fprintf(stderr, "qshard quantize: --format %s: %s\n", a->formats[i]->name, msg);
+      return QS_ERR_ARG;
+    }
+  }
+  if (a->eval_data && !model_dir) {
+    if (qs_comm_rank(world) == 0)
+      fprintf(stderr, "qshard quantize: --eval scores a model directory; none of the formats writes one\n");
+    return QS_ERR_ARG;
+  }
+  if (a->q.act_order == QS_ACT_ORDER_GROUP && qs_comm_rank(world) == 0)
+    qs_log(QS_LOG_WARN, "--act-order=group: groups follow the activation order (non-monotone g_idx); current vLLM "
+           "ignores g_idx and loads such a checkpoint wrong (FORMATS §2.4). --act-order alone keeps static groups.");
+  return QS_OK;
+}
+
+// ---- the run ----------------------------------------------------------------------------------------
+
+// Every layer of this rank's stage (all layers when S = 1) not yet done (all, unless --resume restored
+// some) through the pipeline, in order; each completed layer's records go to its file in the state
+// directory (qstate.h).
+static qs_status quantize_layers(struct qs_qrun *run) {
+  qs_status status = QS_OK;
+  struct qs_progress p;
+  QS_TRY(qs_progress_init(&p, run, run->state->completed));
+  for (int l = run->state->completed; l < run->grid->l1; l++) {
+    double t0 = qs_time_now();
+    int first = run->n_reports;
+    run->layer = l;
+    QS_TRY(qs_qstate_layer_begin(run->state, run, l));
+    QS_TRY(qs_pipeline_layer(run, l));
+    QS_TRY(qs_progress_layer(&p, run, first, qs_time_now() - t0));
+    QS_TRY(qs_qstate_layer_end(run->state, run, l)); // the layer's file; the state when due
+  }
+fail:
+  return status;
+}
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *report_json(const struct qs_qrun *run, double seconds, json_t *eval) {
+  static const char *const act[] = {"none", "static", "group"};
+  const struct qs_run_opts *a = run->a;
+  const struct qs_grid *g = &a->q.grid;
+  json_t *mods = json_array(), *unpacked = json_array(), *formats = json_array();
+  for (int i = 0; i < run->n_reports; i++) {
+    const struct qs_qreport *r = &run->reports[i];
+    json_t *e = json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:f, s:i, s:f, s:b}", "name", r->name, "layer", r->layer,
+                          "out_features", r->n, "in_features", r->k, "loss", num_or_null(r->loss), "rel_output_error",
+                          num_or_null(r->rel_err), "damp", (double)r->damp, "damp_raises", r->damp_raises, "seconds",
+                          r->seconds, "packed", r->packed);
+    json_array_append_new(mods, e);
+    if (!r->packed) json_array_append_new(unpacked, json_string(r->name));
+  }
+  for (int i = 0; i < a->n_formats; i++) json_array_append_new(formats, json_string(a->formats[i]->name));
+  json_t *rep = json_pack("{s:s, s:s, s:o, s:i, s:i, s:b, s:s, s:s, s:f, s:i, s:i, s:I, s:i, s:f, s:o, s:o}",
+                          "model", a->model, "method", a->method->name, "formats", formats, "bits", g->bits,
+                          "group_size", g->group_size, "sym", g->sym, "scale_dtype",
+                          qs_dtype_name((qs_dtype)g->scale_dtype), "act_order", act[a->q.act_order], "damp",
+                          qs_format_float_json(a->q.damp), "samples", (int)run->n_samples, "seqlen", run->T, "seed",
+                          (json_int_t)a->seed, "ranks", qs_comm_size(run->world), "seconds", seconds, "modules", mods,
+                          "unpacked", unpacked);
+  if (rep && run->grid->S > 1) json_object_set_new(rep, "stages", qs_stages_json(run->grid));
+  if (rep && eval) json_object_set_new(rep, "eval", eval);
+  else json_decref(eval);
+  return rep;
+}
+
+static qs_status write_report(struct qs_qrun *run, const char *tmp, double seconds, json_t *eval) {
+  qs_status status = QS_OK;
+  json_t *rep = report_json(run, seconds, eval);
+  if (!rep) QS_FAIL(QS_ERR_OOM, "out of memory building the report");
+  QS_TRY(qs_outdir_write_json(tmp, "quant_report.json", rep));
+fail:
+  json_decref(rep);
+  return status;
+}
+
+static json_t *eval_json(const struct qs_eval_result *r, const char *data) {
+  return json_pack("{s:s, s:f, s:f, s:I, s:I, s:I, s:i, s:f}", "data", data, "ppl", r->ppl, "nll", r->nll,
+                   "windows", (json_int_t)r->windows, "tokens", (json_int_t)r->tokens, "predicted",
+                   (json_int_t)r->predicted, "seqlen", r->seqlen, "seconds", r->seconds);
+}
+
+// --eval: the first model directory as written in tmp (rank 0's directory, named to every rank),
+// opened and scored on the run's device — exactly what a later `qshard eval` of the output reports.
+static qs_status eval_checkpoint(struct qs_qrun *run, const char *tmp, json_t **ej) {
+  qs_status status = QS_OK;
+  const struct qs_run_opts *a = run->a;
+  struct qs_model q = {0};
+  struct qs_eval_result er = {0};
+  struct qs_eval_device dev = {.kind = a->device, .f32 = a->precision_f32};
+  char path[4096] = {0};
+  int opened = 0, ok;
+  if (qs_comm_rank(run->world) == 0) snprintf(path, sizeof(path), "%s", tmp);
+  QS_TRY(qs_comm_bcast(run->world, path, sizeof(path), 0));
+  qs_status st = qs_model_open(&q, path);
+  ok = opened = st == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(run->world, &ok));
+  if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the written checkpoint %s could not be opened on every rank", path);
+  QS_TRY(qs_eval_model(run->world, &q, a->eval_data, a->eval_seqlen ? a->eval_seqlen : run->T, a->eval_windows,
+                       &dev, &er));
+  *ej = eval_json(&er, a->eval_data);
+  if (a->log_json) qs_progress_note(run, "eval", json_deep_copy(*ej), "eval");
+  else qs_eval_print(&er, a->eval_data);
+fail:
+  if (opened) qs_model_close(&q);
+  return status;
+}
+
+static qs_status start_engine(struct qs_qrun *run, const struct qs_calib *cal) {
+  qs_status status = QS_OK;
+  if (run->a->device == QS_DEVICE_KIND_CUDA) {
+#ifdef QS_USE_CUDA
+    QS_TRY(qs_qengine_cuda_init(run, cal, &run->engine));
+#else
+    QS_FAIL(QS_ERR_UNSUPPORTED, "built without CUDA");
+#endif
+  } else {
+    QS_TRY(qs_qengine_cpu_init(run, cal, &run->engine));
+  }
+  if (cal)
+    qs_progress_note(run, "calibration", json_pack("{s:i, s:i, s:s, s:s, s:I}", "samples", cal->n, "seqlen",
+                                                   cal->seqlen, "calib", run->a->calib, "engine", run->engine->name,
+                                                   "samples_rank0", (json_int_t)(run->s1 - run->s0)),
+                     "calibration: %d samples x %d tokens from %s on %s, %lld on rank 0", cal->n, cal->seqlen,
+                     run->a->calib, run->engine->name, run->s1 - run->s0);
+fail:
+  return status;
+}
+
+// Everything after the arguments and the model: collective; a failure here leaves peers inside a
+// collective, so the caller aborts the job when there is more than one rank.
+static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
+  qs_status status = QS_OK;
+  const struct qs_run_opts *a = run->a;
+  struct qs_calib cal = {0};
+  json_t *ej = NULL;
+  char grid[96];
+  double t0 = qs_time_now();
+  if (a->calib) {
+    int seqlen = a->seqlen ? a->seqlen : QS_MIN(2048, run->m->cfg.max_pos);
+    QS_TRY(qs_calib_load(a->calib, a->samples, seqlen, a->seed, run->m->cfg.vocab, &cal));
+  }
+  QS_TRY(start_engine(run, a->calib ? &cal : NULL));
+  qs_grid_name(&a->q.grid, grid, sizeof(grid));
+  qs_log0("method %s on the %s grid", a->method->name, grid);
+  QS_TRY(qs_qstate_init(run->state, run)); // --resume: the completed layers restored
+  QS_TRY(qs_stages_boundary(run, a->calib ? &cal : NULL)); // S > 1: each stage's FP input activations
+  QS_TRY(quantize_layers(run));
+  run->engine->free(run->engine); // its device memory is the evaluation's
+  run->engine = NULL;
+  QS_TRY(qs_stages_join(run)); // S > 1: every stage done; every module's report on every rank
+  double seconds = qs_time_now() - t0;
+  qs_progress_note(run, "quantized", json_pack("{s:i, s:f}", "layers", run->m->cfg.n_layers, "seconds", seconds),
+                   "quantized %d layers in %.2f s", run->m->cfg.n_layers, seconds);
+  QS_TRY(qs_output_write(run, tmp));
+  if (a->eval_data) QS_TRY(eval_checkpoint(run, tmp, &ej));
+  if (qs_comm_rank(run->world) == 0) {
+    json_t *e = ej; // stolen by the report
+    ej = NULL;
+    QS_TRY(write_report(run, tmp, seconds, e));
+    QS_TRY(qs_qstate_finish(run->state)); // the outputs are complete: the state goes
+  }
+fail:
+  json_decref(ej);
+  qs_calib_free(&cal);
+  return status;
+}
+
+static void qrun_free(struct qs_qrun *run) {
+  if (run->engine) run->engine->free(run->engine);
+  qs_st_writer_free(run->writer);
+  free(run->reports);
+  qs_qstate_free(run->state);
+}
+
+int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
+  struct qs_model m = {0};
+  struct qs_qstate state = {0};
+  struct qs_stages grid = {0};
+  struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid};
+  char *tmp = NULL;
+  int ok = 1, rc = 1;
+  if (a->log_json) qs_log_set_json(1); // every log line of the run a JSON object (progress.h)
+  if (qs_device_resolve(world, &a->device) != QS_OK) return 1;
+  if (a->state_interval < 0) a->state_interval = a->device == QS_DEVICE_KIND_CUDA ? 600 : 0;
+  if (qs_model_open(&m, a->model) != QS_OK) return 1;
+  if (settle_formats(world, a, &m) != QS_OK) goto done;  // before any work or output
+  if (qs_stages_check(world, a, &m) != QS_OK) goto done; // before any work or output
+  if (qs_stages_init(&grid, world, a->stages, &m) != QS_OK) goto done;
+  run.data = grid.data;
+  if (qs_comm_rank(world) == 0) ok = qs_qstate_begin_dir(a->out, a->force, a->resume, &tmp) == QS_OK; // OUT.partial
+  if (qs_comm_allreduce_and(world, &ok) != QS_OK || !ok) goto done;
+  if (quantize_run(&run, tmp) != QS_OK) {
+    qs_qstate_abort_dir(tmp); // kept when it holds a saved state
+    if (qs_comm_size(world) > 1) qs_comm_abort(world, 1);
+    goto done;
+  }
+  if (qs_comm_rank(world) == 0) {
+    if (qs_outdir_commit(tmp, a->out, a->force) != QS_OK) { qs_outdir_abort(tmp); ok = 0; }
+    else qs_progress_note(&run, "wrote", json_pack("{s:s}", "out", a->out), "wrote %s", a->out);
+  }
+  if (qs_comm_allreduce_and(world, &ok) == QS_OK && ok) rc = 0;
+done:
+  qrun_free(&run);
+  qs_stages_free(&grid);
+  qs_model_close(&m);
+  free(tmp);
+  return rc;
+}
