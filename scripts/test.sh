@@ -43,10 +43,21 @@ stage() {
 # ---- dependencies ---------------------------------------------------------------------------------
 deps() { bash "$root/scripts/deps.sh"; }
 
-# Python with safetensors, numpy, h5py, gguf for the python-labelled tests; QS_PYTHON stays empty
-# (those tests skip) when pip or the network is unavailable.
+# Python with safetensors, numpy, h5py, gguf for the python-labelled tests, plus the real clients
+# (transformers, compressed-tensors, gptqmodel: tests/py/requirements-*.txt, pinned); QS_PYTHON stays
+# empty (those tests skip) when pip or the network is unavailable. pip's cache keeps the wheels (torch
+# is ~3.5 GB with its CUDA libraries), so only the first run downloads them.
 QS_PYTHON=""
 pyenv_check() { "$1" -c 'import safetensors, numpy, h5py, gguf' >/dev/null 2>&1; }
+clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel' >/dev/null 2>&1; }
+clients() {
+  local py=$root/.venv/bin/python pip=(--no-input --disable-pip-version-check --timeout 60)
+  if clients_check "$py"; then echo "reusing the client packages"; return 0; fi
+  "$py" -m pip install -q "${pip[@]}" -r "$root/tests/py/requirements-clients.txt" &&
+    "$py" -m pip install -q "${pip[@]}" --no-deps -r "$root/tests/py/requirements-gptqmodel.txt" \
+    || { echo "pip install of the clients failed (offline?): test_hf_client will skip"; return 77; }
+  clients_check "$py" || { echo "the client packages do not import: test_hf_client will skip"; return 77; }
+}
 venv() {
   local py=$root/.venv/bin/python
   if [ -x "$py" ] && pyenv_check "$py"; then QS_PYTHON=$py; echo "reusing .venv"; return 0; fi
@@ -119,6 +130,7 @@ cuda_build() {
 
 stage "dependencies (apt)" deps
 stage "python venv" venv
+[ -n "$QS_PYTHON" ] && stage "python real clients" clients
 stage "CPU build (build-ci)" cpu_build
 # Tests run whenever configure succeeded (a partly failed build still tests what was built).
 if [ -f build-ci/CTestTestfile.cmake ]; then stage "CPU tests (all but gpu)" cpu_test; fi

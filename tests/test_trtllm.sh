@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # qshard quantize --tp T: the TensorRT-LLM per-rank checkpoint in OUT/trtllm (FORMATS.md §6.1,
-# src/trtllm.h), on gutenberg28M (8 heads, 2 KV heads, hidden 512, intermediate 1536), CPU:
+# src/formats/trtllm.c), on gutenberg28M (8 heads, 2 KV heads, hidden 512, intermediate 1536), CPU:
 #   1. GPTQ 4-bit g128 --tp 2, one process: tests/py/check_trtllm.py re-assembles the rank files and
 #      finds the GPTQ checkpoint's tensors exactly; the GPTQ checkpoint is byte-identical to a run
 #      without --tp;
@@ -8,7 +8,8 @@
 #      shard t = t % P, so 1, 2 or 3 ranks write; with 3, rank 0 writes shards 0 and 3): rank files
 #      and config byte-identical across -np, and checked;
 #   3. RTN 4-bit g64 asymmetric --tp 4 (zeros vary: TensorRT-LLM's `zero` formula is exercised) and
-#      GPTQ --act-order (static groups) --tp 2: checked;
+#      GPTQ --act-order (static groups) --tp 2: checked; `qshard eval` of OUT/trtllm (the rank files
+#      reassembled in memory) gives exactly the PPL of the GPTQ checkpoint (--tp 4: KV heads duplicated);
 #   4. bad input (--tp 3; --tp 8: 64 o_proj inputs per rank, less than a 128-wide group; 3 bits;
 #      --act-order=group; per-row groups; --tp 0): one clear message, printed once,
 #      non-zero exit, no output directory.
@@ -31,6 +32,15 @@ q() { # name np [quantize options...]
 chk() { # name tp
   "$QS_PYTHON" "$QS_SRC/tests/py/check_trtllm.py" --out "$T/$1" --model "$G" --tp "$2" || fail "$1: check_trtllm"
 }
+# `qshard eval` reads the rank files (reassembled in memory) and scores them exactly as the GPTQ
+# checkpoint they were cut from.
+evals() { # name
+  local a b
+  a=$("$Q" eval --model "$T/$1" --data "$G/wikitext2_test.h5" --seqlen 256 --eval-windows 3 | grep -E '^ppl ')
+  b=$("$Q" eval --model "$T/$1/trtllm" --data "$G/wikitext2_test.h5" --seqlen 256 --eval-windows 3 | grep -E '^ppl ')
+  [ -n "$a" ] && [ "$a" = "$b" ] || fail "$1: eval of trtllm/ '$b' != eval of the GPTQ checkpoint '$a'"
+  echo "$1: eval of the rank files = eval of the GPTQ checkpoint: $a"
+}
 
 echo "== 1. GPTQ 4-bit g128 --tp 2, one process"
 q tp2 1 "${calib[@]}" --tp 2
@@ -48,11 +58,13 @@ for np in 2 3; do
   done
 done
 chk tp4np3 4
+evals tp4np3
 echo "identical for -np 1, 2, 3: rank0 $(sha256sum "$T/tp4np1/trtllm/rank0.safetensors" | cut -c1-16)"
 
 echo "== 3. RTN asym g64 --tp 4 (-np 2); GPTQ act-order (static groups) --tp 2"
 q rtn 2 --method rtn --asym --group-size 64 --tp 4
 chk rtn 4
+evals rtn
 q act 1 "${calib[@]}" --act-order --tp 2
 chk act 2
 

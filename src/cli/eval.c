@@ -161,8 +161,9 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   }
   // Failures inside these two were reported where they happened (rank 0 for the token file).
   if ((status = qs_device_resolve(world, &o.dev.kind)) != QS_OK) goto fail;
-  if ((status = qs_eval_share_tokens(world, &o.r, NULL, &p, &ids)) != QS_OK) goto fail;
+  // The model first: its config (which a format's own directory layout may hold) checks the ids.
   if ((status = qs_eval_open_model(world, o.r.model, o.dev.kind, &m, &opened)) != QS_OK) goto fail;
+  if ((status = qs_eval_share_tokens(world, &o.r, &m.cfg, &p, &ids)) != QS_OK) goto fail;
   t_load = qs_time_now() - t0;
   qs_log0("eval: %s on %s, load %.2f s", o.r.model, o.r.data, t_load);
   QS_TRY(qs_eval_windows(world, &m, &p, ids, &o.dev, t0, &nll_sum));

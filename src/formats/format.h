@@ -72,11 +72,19 @@ struct qs_format {
   int (*detect)(const json_t *qc);
   qs_status (*load_linear)(const json_t *qc, const struct qs_ckpt *ck, const char *prefix, int64_t N, int64_t K,
                            float *W);
+  // Reading a directory that is not a Hugging Face model directory (TensorRT-LLM rank files): is_dir
+  // says whether dir is one of this format's; open_dir reassembles it in memory as the Hugging Face
+  // checkpoint it was cut from — the config, the tensors under their HF names, and the
+  // quantization_config (*qc, new reference) whose reader then loads the linears.
+  int (*is_dir)(const char *dir);
+  qs_status (*open_dir)(const char *dir, struct qs_config *cfg, struct qs_ckpt *ck, json_t **qc);
 };
 
 const struct qs_format *qs_format_find(const char *name);
 // "gptq|compressed-tensors|trtllm", for usage and messages.
 const char *qs_format_names(void);
+// The format whose open_dir reads directory dir, or NULL (a Hugging Face model directory).
+const struct qs_format *qs_format_for_dir(const char *dir);
 // The format whose reader takes quantization_config qc, or NULL (message in msg).
 const struct qs_format *qs_format_detect(const json_t *qc, char *msg, size_t cap);
 

@@ -29,6 +29,12 @@ const char *qs_format_names(void) {
   return buf;
 }
 
+const struct qs_format *qs_format_for_dir(const char *dir) {
+  for (size_t i = 0; i < QS_N_FORMATS; i++)
+    if (k_formats[i]->is_dir && k_formats[i]->is_dir(dir)) return k_formats[i];
+  return NULL;
+}
+
 const struct qs_format *qs_format_detect(const json_t *qc, char *msg, size_t cap) {
   for (size_t i = 0; i < QS_N_FORMATS; i++)
     if (k_formats[i]->detect && k_formats[i]->detect(qc)) return k_formats[i];

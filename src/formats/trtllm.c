@@ -536,6 +536,241 @@ fail:
   return status;
 }
 
+
+// ---- reader: the rank files reassembled as the Hugging Face GPTQ v1 checkpoint they were cut from ----
+
+// A TensorRT-LLM checkpoint directory: config.json with "architecture" and "mapping".
+static int trt_is_dir(const char *dir) {
+  char *path = qs_path_join(dir, "config.json");
+  json_t *root = path ? json_load_file(path, 0, NULL) : NULL;
+  int yes = json_is_object(json_object_get(root, "mapping")) && json_is_string(json_object_get(root, "architecture"));
+  json_decref(root);
+  free(path);
+  return yes;
+}
+
+static int json_int(const json_t *o, const char *key) { return (int)json_integer_value(json_object_get(o, key)); }
+
+// config.json of TensorRT-LLM -> the Hugging Face config.json text it came from (qs_config_parse
+// validates it as any other).
+static qs_status hf_config(const char *path, const json_t *root, char **text, int *tp, int *gs, int *sym) {
+  qs_status status = QS_OK;
+  const json_t *map = json_object_get(root, "mapping"), *q = json_object_get(root, "quantization");
+  const json_t *scal = json_object_get(root, "rotary_scaling"), *qs = json_object_get(root, "qshard");
+  const char *algo = json_string_value(json_object_get(q, "quant_algo"));
+  json_t *hf = NULL;
+  *tp = json_int(map, "tp_size");
+  *gs = json_int(q, "group_size");
+  *sym = !qs || json_is_true(json_object_get(qs, "sym")) || !json_object_get(qs, "sym");
+  if (!algo || strcmp(algo, "W4A16_GPTQ") || *tp < 1 || json_int(map, "pp_size") != 1 || *gs <= 0)
+    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: only W4A16_GPTQ checkpoints with tensor parallelism (pp_size 1) are read; "
+            "quant_algo %s, tp_size %d, group_size %d", path, algo ? algo : "none", *tp, *gs);
+  hf = json_pack("{s:s, s:[s], s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "model_type", "llama",
+                 "architectures", "LlamaForCausalLM", "hidden_size", json_object_get(root, "hidden_size"),
+                 "intermediate_size", json_object_get(root, "intermediate_size"), "num_hidden_layers",
+                 json_object_get(root, "num_hidden_layers"), "num_attention_heads",
+                 json_object_get(root, "num_attention_heads"), "num_key_value_heads",
+                 json_object_get(root, "num_key_value_heads"), "head_dim", json_object_get(root, "head_size"),
+                 "vocab_size", json_object_get(root, "vocab_size"), "max_position_embeddings",
+                 json_object_get(root, "max_position_embeddings"), "rms_norm_eps",
+                 json_object_get(root, "norm_epsilon"), "rope_theta", json_object_get(root, "rotary_base"),
+                 "tie_word_embeddings", json_object_get(root, "tie_word_embeddings"), "torch_dtype",
+                 json_object_get(root, "dtype"));
+  if (!hf) QS_FAIL(QS_ERR_FORMAT, "%s: a key of the Llama layout is missing (hidden_size, head_size, ...)", path);
+  if (scal && !json_is_null(scal)) json_object_set(hf, "rope_scaling", (json_t *)scal);
+  if (!(*text = json_dumps(hf, JSON_COMPACT))) QS_FAIL(QS_ERR_OOM, "out of memory");
+fail:
+  json_decref(hf);
+  return status;
+}
+
+struct trt_in {
+  int T;
+  struct qs_st_file *f; // rank files
+  struct qs_ckpt *ck;   // being filled
+  const struct qs_config *c;
+};
+
+// A tensor of rank file t, checked to have dtype dt and ndim dims.
+static qs_status rank_tensor(const struct trt_in *in, int t, const char *name, qs_dtype dt, int ndim,
+                             const struct qs_st_tensor **out) {
+  qs_status status = QS_OK;
+  const struct qs_st_tensor *x = qs_st_find(&in->f[t], name);
+  if (!x) QS_FAIL(QS_ERR_FORMAT, "%s: tensor %s is missing", in->f[t].path, name);
+  if (x->dtype != dt || x->ndim != ndim)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %s is %s with %d dims, expected %s with %d", in->f[t].path, name,
+            qs_dtype_name(x->dtype), x->ndim, qs_dtype_name(dt), ndim);
+  *out = x;
+fail:
+  return status;
+}
+
+// Copies rows [r0, r1) of rank t's tensor `name` (any dtype) into the checkpoint as `hf`, [r1-r0, ...].
+static qs_status add_rows(struct trt_in *in, int t, const char *name, const char *hf, int64_t r0, int64_t r1) {
+  qs_status status = QS_OK;
+  const struct qs_st_tensor *x = qs_st_find(&in->f[t], name);
+  void *buf = NULL;
+  int64_t shape[QS_ST_MAX_DIMS];
+  if (!x || x->ndim < 1 || r1 > x->shape[0]) QS_FAIL(QS_ERR_FORMAT, "%s: tensor %s is missing or too short", in->f[t].path, name);
+  size_t row = (size_t)(qs_st_numel(x) / x->shape[0]) * qs_dtype_size(x->dtype);
+  for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+  shape[0] = r1 - r0;
+  QS_ALLOC(buf, (size_t)(r1 - r0) * row);
+  memcpy(buf, (const char *)x->data + (size_t)r0 * row, (size_t)(r1 - r0) * row);
+  QS_TRY(qs_ckpt_add_owned(in->ck, hf, x->dtype, x->ndim, shape, buf));
+fail:
+  return status;
+}
+
+// One HF GPTQ linear from its TensorRT-LLM shards (the inverse of shard_add): qweight [K/8, N],
+// qzeros [G, N/8], scales [G, N], g_idx [K].
+static qs_status add_linear(struct trt_in *in, int l, int li) {
+  qs_status status = QS_OK;
+  const struct qs_config *c = in->c;
+  const int T = in->T, pf = QS_TRTLLM_PF;
+  int N, K, bias;
+  int32_t *qw = NULL, *qz = NULL, *gi = NULL;
+  uint16_t *sc = NULL;
+  char trt[160], name[256], hf[200];
+  qs_layout_shape(c, (enum qs_lin)li, &N, &K, &bias);
+  snprintf(trt, sizeof(trt), "transformer.layers.%d.%s", l, k_linears[li].trt);
+  const struct qs_st_tensor *gt0 = NULL;
+  snprintf(name, sizeof(name), "%s.weights_scaling_factor", trt);
+  QS_TRY(rank_tensor(in, 0, name, QS_DTYPE_F16, 2, &gt0));
+  int64_t Gt = gt0->shape[0]; // groups per shard
+  int64_t G = k_linears[li].split == QS_TRTLLM_SPLIT_ROW ? Gt * T : Gt;
+  QS_ALLOC(qw, (int64_t)K / pf * N);
+  QS_ALLOC(qz, G * (N / pf));
+  QS_ALLOC(sc, G * N);
+  QS_ALLOC(gi, K);
+  for (int t = 0; t < T; t++) {
+    const struct qs_st_tensor *tw, *tz, *ts, *tg;
+    snprintf(name, sizeof(name), "%s.qweight", trt);
+    QS_TRY(rank_tensor(in, t, name, QS_DTYPE_I32, 2, &tw));
+    snprintf(name, sizeof(name), "%s.qzeros", trt);
+    QS_TRY(rank_tensor(in, t, name, QS_DTYPE_I32, 2, &tz));
+    snprintf(name, sizeof(name), "%s.weights_scaling_factor", trt);
+    QS_TRY(rank_tensor(in, t, name, QS_DTYPE_F16, 2, &ts));
+    snprintf(name, sizeof(name), "%s.g_idx", trt);
+    QS_TRY(rank_tensor(in, t, name, QS_DTYPE_I32, 1, &tg));
+    int64_t Kt = tw->shape[0] * pf, Nt = tw->shape[1];
+    if (ts->shape[0] != Gt || ts->shape[1] != Nt || tz->shape[0] != Gt || tz->shape[1] * pf != Nt || tg->shape[0] != Kt)
+      QS_FAIL(QS_ERR_FORMAT, "%s: %s: shard shapes disagree", in->f[t].path, trt);
+    if (k_linears[li].split == QS_TRTLLM_SPLIT_ROW) { // input rows t*Kt.., groups t*Gt..
+      if (Kt * T != K || Nt != N) QS_FAIL(QS_ERR_FORMAT, "%s: %s is not a 1/%d row shard of [%d, %d]", in->f[t].path, trt, T, N, K);
+      memcpy(qw + t * (Kt / pf) * N, tw->data, (size_t)(Kt / pf * N) * 4);
+      memcpy(qz + t * Gt * (N / pf), tz->data, (size_t)(Gt * (N / pf)) * 4);
+      memcpy(sc + t * Gt * N, ts->data, (size_t)(Gt * N) * 2);
+      for (int64_t k = 0; k < Kt; k++) gi[t * Kt + k] = ((const int32_t *)tg->data)[k] + (int32_t)(t * Gt);
+      continue;
+    }
+    if (Kt != K) QS_FAIL(QS_ERR_FORMAT, "%s: %s has %lld inputs, expected %d", in->f[t].path, trt, (long long)Kt, K);
+    if (t == 0) memcpy(gi, tg->data, (size_t)K * 4);
+    // Column shards: which output columns of the HF module this shard's columns [s0, s0 + w) hold.
+    int64_t c0, w, d0, Nf;
+    if (k_linears[li].split == QS_TRTLLM_SPLIT_COLUMN) c0 = t * (N / T), w = N / T, d0 = 0;
+    else {
+      qkv_cols(c, T, t, k_linears[li].part, &c0, &w, &d0, &Nf);
+      if (Nf != Nt) QS_FAIL(QS_ERR_FORMAT, "%s: %s fused width %lld, expected %lld", in->f[t].path, trt, (long long)Nt, (long long)Nf);
+      if (k_linears[li].part > 0 && c->n_kv_heads < T && t * c->n_kv_heads / T == (t - 1 < 0 ? -1 : (t - 1) * c->n_kv_heads / T))
+        continue; // a duplicated KV head: its first holder gave it
+    }
+    for (int64_t r = 0; r < K / pf; r++)
+      memcpy(qw + r * N + c0, (const int32_t *)tw->data + r * Nt + d0, (size_t)w * 4);
+    for (int64_t g = 0; g < Gt; g++) {
+      memcpy(qz + g * (N / pf) + c0 / pf, (const int32_t *)tz->data + g * (Nt / pf) + d0 / pf, (size_t)(w / pf) * 4);
+      memcpy(sc + g * N + c0, (const uint16_t *)ts->data + g * Nt + d0, (size_t)w * 2);
+    }
+  }
+  qs_layout_module_path(qs_layout_of(c), l, (enum qs_lin)li, hf, sizeof(hf));
+  snprintf(name, sizeof(name), "%s.qweight", hf);
+  QS_TRY(qs_ckpt_add_owned(in->ck, name, QS_DTYPE_I32, 2, (int64_t[]){K / pf, N}, qw));
+  qw = NULL;
+  snprintf(name, sizeof(name), "%s.qzeros", hf);
+  QS_TRY(qs_ckpt_add_owned(in->ck, name, QS_DTYPE_I32, 2, (int64_t[]){G, N / pf}, qz));
+  qz = NULL;
+  snprintf(name, sizeof(name), "%s.scales", hf);
+  QS_TRY(qs_ckpt_add_owned(in->ck, name, QS_DTYPE_F16, 2, (int64_t[]){G, N}, sc));
+  sc = NULL;
+  snprintf(name, sizeof(name), "%s.g_idx", hf);
+  QS_TRY(qs_ckpt_add_owned(in->ck, name, QS_DTYPE_I32, 1, (int64_t[]){K}, gi));
+  gi = NULL;
+fail:
+  free(qw), free(qz), free(sc), free(gi);
+  return status;
+}
+
+// Every HF tensor from the rank files into in->ck.
+static qs_status reassemble(struct trt_in *in) {
+  qs_status status = QS_OK;
+  const struct qs_config *c = in->c;
+  char trt[200], hf[200];
+  QS_TRY(add_rows(in, 0, "transformer.vocab_embedding.weight", "model.embed_tokens.weight", 0, c->vocab));
+  QS_TRY(add_rows(in, 0, "transformer.ln_f.weight", "model.norm.weight", 0, c->hidden));
+  if (!c->tie_embeddings) { // lm_head: vocab rows split over the ranks, zero-padded to a multiple of T
+    const struct qs_st_tensor *x = qs_st_find(&in->f[0], "lm_head.weight");
+    if (!x || x->ndim != 2) QS_FAIL(QS_ERR_FORMAT, "%s: lm_head.weight is missing", in->f[0].path);
+    int64_t per = x->shape[0], row = x->shape[1] * (int64_t)qs_dtype_size(x->dtype);
+    char *buf = NULL;
+    QS_ALLOC(buf, (size_t)c->vocab * (size_t)row);
+    for (int64_t v = 0; v < c->vocab; v++) {
+      const struct qs_st_tensor *y = qs_st_find(&in->f[v / per], "lm_head.weight");
+      if (!y || y->dtype != x->dtype || y->shape[0] != per) { free(buf); QS_FAIL(QS_ERR_FORMAT, "%s: lm_head.weight shards disagree", in->f[v / per].path); }
+      memcpy(buf + v * row, (const char *)y->data + (v % per) * row, (size_t)row);
+    }
+    QS_TRY(qs_ckpt_add_owned(in->ck, "lm_head.weight", x->dtype, 2, (int64_t[]){c->vocab, x->shape[1]}, buf));
+  }
+  for (int l = 0; l < c->n_layers; l++) {
+    static const char *norms[2][2] = {{"input_layernorm", "input_layernorm"}, {"post_layernorm", "post_attention_layernorm"}};
+    for (int i = 0; i < 2; i++) {
+      snprintf(trt, sizeof(trt), "transformer.layers.%d.%s.weight", l, norms[i][0]);
+      snprintf(hf, sizeof(hf), "model.layers.%d.%s.weight", l, norms[i][1]);
+      QS_TRY(add_rows(in, 0, trt, hf, 0, c->hidden));
+    }
+    for (int li = 0; li < QS_LIN_COUNT; li++) QS_TRY(add_linear(in, l, li));
+  }
+fail:
+  return status;
+}
+
+static qs_status trt_open_dir(const char *dir, struct qs_config *cfg, struct qs_ckpt *ck, json_t **qc) {
+  qs_status status = QS_OK;
+  char *path = qs_path_join(dir, "config.json"), *text = NULL, file[64];
+  json_t *root = NULL;
+  json_error_t err;
+  struct trt_in in = {.ck = ck, .c = cfg};
+  int gs = 0, sym = 1, opened = 0;
+  memset(ck, 0, sizeof(*ck));
+  *qc = NULL;
+  if (!path) QS_FAIL(QS_ERR_OOM, "out of memory");
+  if (!(root = json_load_file(path, 0, &err))) QS_FAIL(QS_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, err.line, err.text);
+  QS_TRY(hf_config(path, root, &text, &in.T, &gs, &sym));
+  QS_TRY(qs_config_parse(cfg, text, path));
+  QS_ALLOC(in.f, in.T);
+  for (; opened < in.T; opened++) {
+    char *fp;
+    snprintf(file, sizeof(file), "rank%d.safetensors", opened);
+    if (!(fp = qs_path_join(dir, file))) QS_FAIL(QS_ERR_OOM, "out of memory");
+    status = qs_st_open(&in.f[opened], fp);
+    free(fp);
+    if (status != QS_OK) QS_FAIL(status, "%s: rank file %d of %d cannot be read", dir, opened, in.T);
+  }
+  QS_TRY(qs_ckpt_init_memory(ck, dir));
+  QS_TRY(reassemble(&in));
+  QS_TRY(qs_ckpt_seal(ck));
+  *qc = json_pack("{s:s, s:i, s:i, s:b, s:b, s:s}", "quant_method", "gptq", "bits", 4, "group_size", gs, "desc_act", 0,
+                  "sym", sym, "checkpoint_format", "gptq");
+  if (!*qc) QS_FAIL(QS_ERR_OOM, "out of memory");
+fail:
+  for (int t = 0; t < opened; t++) qs_st_close(&in.f[t]);
+  free(in.f);
+  if (status != QS_OK) qs_ckpt_close(ck);
+  json_decref(root);
+  free(path);
+  free(text);
+  return status;
+}
+
 const struct qs_format qs_format_trtllm = {
     .name = "trtllm",
     .help = "TensorRT-LLM per-rank checkpoint for --tp T ranks (W4A16_GPTQ), in OUT/trtllm",
@@ -549,4 +784,6 @@ const struct qs_format qs_format_trtllm = {
     .dense = trt_dense,
     .finish = trt_finish,
     .free = trt_free,
+    .is_dir = trt_is_dir,
+    .open_dir = trt_open_dir,
 };

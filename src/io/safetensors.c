@@ -247,7 +247,10 @@ fail:
 void qs_st_close(struct qs_st_file *f) {
   if (!f) return;
   if (f->map) munmap(f->map, f->map_size);
-  for (size_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
+  for (size_t i = 0; i < f->n_tensors; i++) {
+    free(f->tensors[i].name);
+    if (f->heap) free((void *)f->tensors[i].data);
+  }
   for (size_t i = 0; i < f->n_meta; i++) { free(f->meta_keys[i]); free(f->meta_values[i]); }
   free(f->tensors);
   free(f->meta_keys);
@@ -487,3 +490,46 @@ qs_status qs_ckpt_read_f32(const struct qs_ckpt *c, const char *name, int ndim, 
 fail:
   return status;
 }
+
+// ---- checkpoints held in memory --------------------------------------------------------------------
+
+qs_status qs_ckpt_init_memory(struct qs_ckpt *c, const char *path) {
+  qs_status status = QS_OK;
+  memset(c, 0, sizeof(*c));
+  QS_ALLOC(c->files, 1);
+  c->n_files = 1;
+  c->files[0].heap = 1;
+  if (!(c->path = strdup(path)) || !(c->files[0].path = strdup(path))) QS_FAIL(QS_ERR_OOM, "out of memory");
+  return QS_OK;
+fail:
+  qs_ckpt_close(c);
+  return status;
+}
+
+qs_status qs_ckpt_add_owned(struct qs_ckpt *c, const char *name, qs_dtype dt, int ndim, const int64_t *shape,
+                            void *data) {
+  qs_status status = QS_OK;
+  struct qs_st_file *f = &c->files[0];
+  struct qs_st_tensor *t = realloc(f->tensors, (f->n_tensors + 1) * sizeof(*t));
+  if (!t) QS_FAIL(QS_ERR_OOM, "out of memory");
+  f->tensors = t;
+  t = &f->tensors[f->n_tensors];
+  memset(t, 0, sizeof(*t));
+  if (ndim < 0 || ndim > QS_ST_MAX_DIMS) QS_FAIL(QS_ERR_INTERNAL, "%s: %d dimensions", name, ndim);
+  if (!(t->name = strdup(name))) QS_FAIL(QS_ERR_OOM, "out of memory");
+  t->dtype = dt;
+  t->ndim = ndim;
+  uint64_t bytes = qs_dtype_size(dt);
+  for (int i = 0; i < ndim; i++) bytes *= (uint64_t)(t->shape[i] = shape[i]);
+  t->begin = 0;
+  t->end = bytes;
+  t->data = data;
+  t->file = f->path;
+  f->n_tensors++;
+  data = NULL;
+fail:
+  free(data);
+  return status;
+}
+
+qs_status qs_ckpt_seal(struct qs_ckpt *c) { return ckpt_build_index(c); }

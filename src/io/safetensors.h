@@ -39,6 +39,7 @@ struct qs_st_file {
   struct qs_st_tensor *tensors; // in header order
   size_t n_meta;
   char **meta_keys, **meta_values; // __metadata__ (string -> string)
+  int heap;               // a file held in memory (qs_ckpt_init_memory): each tensor's data is owned
 };
 
 qs_status qs_st_open(struct qs_st_file *f, const char *path);
@@ -59,6 +60,13 @@ struct qs_ckpt {
 };
 
 qs_status qs_ckpt_open(struct qs_ckpt *c, const char *path);
+// A checkpoint held in memory, built by a reader that reassembles another layout (formats/): init,
+// add tensors (the checkpoint takes ownership of malloc'ed data), then seal (the name index; a name
+// added twice is an error). qs_ckpt_close frees it like any other.
+qs_status qs_ckpt_init_memory(struct qs_ckpt *c, const char *path);
+qs_status qs_ckpt_add_owned(struct qs_ckpt *c, const char *name, qs_dtype dt, int ndim, const int64_t *shape,
+                            void *data);
+qs_status qs_ckpt_seal(struct qs_ckpt *c);
 void qs_ckpt_close(struct qs_ckpt *c);
 const struct qs_st_tensor *qs_ckpt_find(const struct qs_ckpt *c, const char *name); // NULL if absent
 // Like find, but a missing tensor, a dtype outside `allowed` (bit mask of 1u << qs_dtype, 0 = any)

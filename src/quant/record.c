@@ -31,9 +31,13 @@ fail:
 
 void qs_qrecord_free(struct qs_qrecord *r) {
   if (!r) return;
-  free(r->codes);
-  free(r->scales);
-  free(r->zeros);
+  if (r->release) {
+    r->release(r->release_ctx, r);
+  } else {
+    free(r->codes);
+    free(r->scales);
+    free(r->zeros);
+  }
   free(r->g_idx);
   free(r->bias);
   for (int i = 0; i < r->n_extra; i++) free(r->extra[i].data);

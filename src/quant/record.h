@@ -48,6 +48,10 @@ struct qs_qrecord {
   float *bias;
   int n_extra;
   struct qs_qextra extra[QS_QRECORD_MAX_EXTRA];
+  // Arrays lent by someone else (an engine's pinned staging): qs_qrecord_free then calls
+  // release(release_ctx, r) instead of freeing codes, scales and zeros. NULL: the record owns them.
+  void (*release)(void *ctx, struct qs_qrecord *r);
+  void *release_ctx;
 };
 
 // Allocates codes, scales, zeros, g_idx (bias when with_bias) for an N x K module on grid g.

@@ -248,6 +248,12 @@ static void cuda_free(struct qs_qengine *base) {
   cudaFree(e->x);
   cudaFree(e->att);
   cudaFree(e->act);
+  for (int k = 0; k < QS_CUDA_REC_SLOTS; k++)
+    if (e->slot[k].buf) cudaFreeHost(e->slot[k].buf);
+  if (e->slot_sync) {
+    pthread_cond_destroy(&e->slot_free);
+    pthread_mutex_destroy(&e->slot_mu);
+  }
   qs_dcomm_free(e->dcomm);
   qs_dctx_free(&e->ctx);
   free(e);
@@ -330,6 +336,9 @@ qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, 
                                 .set_x = cuda_set_x, .device_peak = cuda_device_peak, .free = cuda_free};
   QS_TRY(qs_dctx_init(&e->ctx, run->m, a->precision_f32 ? QS_DTYPE_F32 : QS_DTYPE_BF16));
   e->cctx = (struct qs_cuda_ctx){.blas = e->ctx.blas, .solver = e->ctx.solver, .stream = e->ctx.stream};
+  if (pthread_mutex_init(&e->slot_mu, NULL) || pthread_cond_init(&e->slot_free, NULL))
+    QS_FAIL(QS_ERR_INTERNAL, "cuda engine: pthread mutex/cond init failed");
+  e->slot_sync = 1;
   QS_TRY(qs_dcomm_init(run->data, &e->dcomm));
   qs_log0("cuda engine: %s activations, %s factor, device collectives: %s", a->precision_f32 ? "fp32" : "bf16",
           a->q.factor_f64 ? "fp64" : "fp32", qs_dcomm_backend(e->dcomm));

@@ -21,10 +21,13 @@
 #ifndef QS_ENGINE_CUDA_H
 #define QS_ENGINE_CUDA_H
 
+#include <pthread.h>
+
 #include "comm_dev.h"
 #include "model/forward_cuda.h"
 #include "qs_cuda.h"
 #include "run/engine.h"
+#include "run/saver.h"
 
 #define QS_HESSIAN_LEAVES 16
 #define QS_GPTQ_CUDA_ROW_TILE 2048
@@ -32,6 +35,18 @@
 // Seconds per phase of the current layer (host clock, the stream synchronized at phase ends);
 // "record": the stage leader's copy of each module's record to the host.
 enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_RECORD, QS_PH_COUNT };
+
+// Pinned host staging of the stage leader's records: the record of a module is copied from the
+// device into a slot at PCIe speed and lent to the record, which the saver thread (run/saver.h)
+// writes into the layer file while the GPU goes on; the saver's release of the record frees the
+// slot. QS_QSAVER_DEPTH + 1 slots: as many as the saver can hold, so the engine waits for a slot
+// only when the saver is behind.
+#define QS_CUDA_REC_SLOTS (QS_QSAVER_DEPTH + 1)
+struct qs_cuda_recslot {
+  void *buf;  // pinned
+  size_t cap;
+  int busy;   // lent to a record
+};
 
 struct qs_cuda_engine {
   struct qs_qengine base;
@@ -48,6 +63,10 @@ struct qs_cuda_engine {
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;
+  struct qs_cuda_recslot slot[QS_CUDA_REC_SLOTS];
+  pthread_mutex_t slot_mu;        // slot[].busy, shared with the saver thread's releases
+  pthread_cond_t slot_free;
+  int slot_sync;                  // slot_mu and slot_free initialized
 };
 
 // Marks the end of a phase: synchronizes the stream and adds the time since the last mark.

@@ -140,24 +140,77 @@ fail:
 }
 
 
-// The gathered module as the leader's host record: codes, scales, zeros copied from the device, g_idx
-// from the method, the bias as the checkpoint stores it.
+// The saver is done with a record lent a slot: the slot is free again (called on the saver thread).
+static void slot_release(void *ctx, struct qs_qrecord *r) {
+  struct qs_cuda_engine *e = ctx;
+  pthread_mutex_lock(&e->slot_mu);
+  for (int k = 0; k < QS_CUDA_REC_SLOTS; k++)
+    if (e->slot[k].busy && (void *)r->codes == e->slot[k].buf) e->slot[k].busy = 0;
+  pthread_cond_broadcast(&e->slot_free);
+  pthread_mutex_unlock(&e->slot_mu);
+}
+
+// A free slot of at least `bytes` (waiting for the saver to release one when all are lent).
+static qs_status slot_acquire(struct qs_cuda_engine *e, size_t bytes, struct qs_cuda_recslot **out) {
+  qs_status status = QS_OK;
+  struct qs_cuda_recslot *s = NULL;
+  pthread_mutex_lock(&e->slot_mu);
+  for (;;) {
+    for (int k = 0; k < QS_CUDA_REC_SLOTS && !s; k++)
+      if (!e->slot[k].busy) s = &e->slot[k];
+    if (s) break;
+    pthread_cond_wait(&e->slot_free, &e->slot_mu);
+  }
+  s->busy = 1;
+  pthread_mutex_unlock(&e->slot_mu);
+  if (s->cap < bytes) { // only this thread touches a busy slot's buffer
+    if (s->buf) QS_CUDA_CHECK(cudaFreeHost(s->buf));
+    s->buf = NULL;
+    s->cap = 0;
+    QS_CUDA_CHECK(cudaMallocHost(&s->buf, bytes));
+    s->cap = bytes;
+  }
+  *out = s;
+  return QS_OK;
+fail:
+  pthread_mutex_lock(&e->slot_mu);
+  s->busy = 0;
+  pthread_mutex_unlock(&e->slot_mu);
+  return status;
+}
+
+// The gathered module as the leader's host record: codes, scales, zeros copied from the device into a
+// pinned slot the record borrows, g_idx from the method, the bias as the checkpoint stores it.
 static qs_status dmod_record(struct qs_cuda_engine *e, const struct qs_qrun *run, struct dmod *d, const void *state,
                              int i, const char *name, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   cudaStream_t st = e->ctx.stream;
+  struct qs_cuda_recslot *slot = NULL;
   int n_out, n_in, bias;
   char bname[192];
+  size_t nc = (size_t)(d->N * d->K), ng = (size_t)(d->N * d->G);
+  size_t o_sc = QS_CEIL_DIV(nc, 256) * 256, o_z = o_sc + QS_CEIL_DIV(ng * sizeof(float), 256) * 256;
   qs_layout_shape(&run->m->cfg, (enum qs_lin)i, &n_out, &n_in, &bias);
-  QS_TRY(qs_qrecord_init(rec, name, run->layer, d->N, d->K, &run->a->q.grid, bias));
-  QS_CUDA_CHECK(cudaMemcpyAsync(rec->codes, d->codes, (size_t)(d->N * d->K), cudaMemcpyDeviceToHost, st));
-  QS_CUDA_CHECK(cudaMemcpyAsync(rec->scales, d->scales, (size_t)(d->N * d->G) * sizeof(float), cudaMemcpyDeviceToHost, st));
-  QS_CUDA_CHECK(cudaMemcpyAsync(rec->zeros, d->zeros, (size_t)(d->N * d->G), cudaMemcpyDeviceToHost, st));
+  *rec = (struct qs_qrecord){.layer = run->layer, .N = d->N, .K = d->K, .G = d->G, .grid = run->a->q.grid};
+  snprintf(rec->name, sizeof(rec->name), "%s", name);
+  QS_ALLOC(rec->g_idx, d->K);
+  if (bias) QS_ALLOC(rec->bias, d->N);
+  QS_TRY(slot_acquire(e, o_z + ng, &slot));
+  rec->codes = slot->buf;
+  rec->scales = (float *)((char *)slot->buf + o_sc);
+  rec->zeros = (uint8_t *)slot->buf + o_z;
+  rec->release = slot_release;
+  rec->release_ctx = e;
+  QS_CUDA_CHECK(cudaMemcpyAsync(rec->codes, d->codes, nc, cudaMemcpyDeviceToHost, st));
+  QS_CUDA_CHECK(cudaMemcpyAsync(rec->scales, d->scales, ng * sizeof(float), cudaMemcpyDeviceToHost, st));
+  QS_CUDA_CHECK(cudaMemcpyAsync(rec->zeros, d->zeros, ng, cudaMemcpyDeviceToHost, st));
   run->a->method->cuda->group_map(state, rec->g_idx);
   snprintf(bname, sizeof(bname), "%s.bias", name);
   if (bias) QS_TRY(qs_ckpt_read_f32(&run->m->ckpt, bname, 1, (int64_t[]){d->N}, rec->bias));
   QS_CUDA_CHECK(cudaStreamSynchronize(st));
+  return QS_OK;
 fail:
+  qs_qrecord_free(rec); // gives the slot back
   return status;
 }
 

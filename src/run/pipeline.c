@@ -6,14 +6,13 @@
 
 #include "comm.h"
 #include "run/engine.h"
+#include "run/qstate.h"
 
-// The module's record into the stage leader's layer file (state.h), its report line everywhere.
-static qs_status emit(struct qs_qrun *run, const struct qs_qreport *rep, const struct qs_qrecord *rec) {
+// The module's record into the stage leader's layer file (moved to the saver thread, qstate.h), its
+// report line everywhere.
+static qs_status emit(struct qs_qrun *run, const struct qs_qreport *rep, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
-  if (qs_comm_rank(run->data) == 0) {
-    if (!rec->codes || !run->writer) QS_FAIL(QS_ERR_INTERNAL, "%s: no record on the stage leader", rep->name);
-    QS_TRY(qs_qrecord_save(run->writer, rec));
-  }
+  if (qs_comm_rank(run->data) == 0) QS_TRY(qs_qstate_put_record(run->state, rec));
   QS_TRY(qs_qreport_push(run, rep));
 fail:
   return status;

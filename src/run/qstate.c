@@ -14,6 +14,7 @@
 #include "comm.h"
 #include "quant/record.h"
 #include "run/progress.h"
+#include "run/saver.h"
 #include "run/engine.h"
 
 // ---- paths ---------------------------------------------------------------------------------------
@@ -471,9 +472,18 @@ qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l
   char dir[4096];
   if (qs_comm_rank(run->data) != 0) return QS_OK;
   layer_dir(st, l, dir);
-  qs_st_writer_free(run->writer);
-  run->writer = NULL;
-  QS_TRY(qs_st_writer_init(&run->writer, dir, 0)); // one file per layer
+  if (!st->saver) QS_TRY(qs_qsaver_init(&st->saver));
+  qs_st_writer_free(st->writer);
+  st->writer = NULL;
+  QS_TRY(qs_st_writer_init(&st->writer, dir, 0)); // one file per layer
+fail:
+  return status;
+}
+
+qs_status qs_qstate_put_record(struct qs_qstate *st, struct qs_qrecord *rec) {
+  qs_status status = QS_OK;
+  if (!st->writer || !st->saver || !rec->codes) QS_FAIL(QS_ERR_INTERNAL, "%s: no layer file open for it", rec->name);
+  QS_TRY(qs_qsaver_submit(st->saver, st->writer, rec));
 fail:
   return status;
 }
@@ -512,9 +522,10 @@ qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l) 
   qs_status status = QS_OK, mine = QS_OK;
   int leader = qs_comm_rank(run->data) == 0, msg[2] = {0, 0};
   if (leader) {
-    mine = qs_st_writer_finish(run->writer);
-    qs_st_writer_free(run->writer);
-    run->writer = NULL;
+    mine = qs_qsaver_drain(st->saver);
+    if (mine == QS_OK) mine = qs_st_writer_finish(st->writer);
+    qs_st_writer_free(st->writer);
+    st->writer = NULL;
   }
   st->completed = l + 1;
   // the stage leader decides for its ranks: the ranks' clocks need not agree on when the interval has passed
@@ -534,6 +545,8 @@ qs_status qs_qstate_finish(struct qs_qstate *st) { return qs_dir_remove_tree(st-
 
 void qs_qstate_free(struct qs_qstate *st) {
   if (!st) return;
+  qs_qsaver_free(st->saver); // before the writer it may be writing into
+  qs_st_writer_free(st->writer);
   free(st->partial);
   free(st->dir);
   free(st->fp);

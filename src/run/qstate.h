@@ -36,6 +36,7 @@
 
 #include "base/qs_common.h"
 #include "io/safetensors.h"
+#include "quant/record.h"
 
 struct qs_qrun;
 struct qs_qreport;
@@ -48,6 +49,8 @@ struct qs_qstate {
                       // (with stages: this stage's layers [l0, completed) are done)
   int saved;          // completed count that state.h5 records (0: none)
   double last_save;   // qs_time_now() of the last save (or of the start)
+  struct qs_st_writer *writer; // the stage leader's record file of the current layer
+  struct qs_qsaver *saver;     // the stage leader's record saver thread (saver.h)
 };
 
 // Rank 0, before anything is written: applies the rules above (OUT itself must not exist unless
@@ -60,9 +63,12 @@ void qs_qstate_abort_dir(const char *partial);
 // --resume and a saved state, its check (a mismatch is an error saying what differs), then every
 // rank's activations and the reports of the completed layers (whose record files are checked).
 qs_status qs_qstate_init(struct qs_qstate *st, struct qs_qrun *run);
-// The stage leader (data rank 0): run->writer receives layer l's records (pipeline.h).
+// The stage leader (data rank 0): opens layer l's record file.
 qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l);
-// Collective over the stage: layer l's file written; the state saved when --state-interval has passed since the
+// The stage leader: a module's record (moved: *rec is emptied) into the current layer's file, by the
+// saver thread while the engine goes on.
+qs_status qs_qstate_put_record(struct qs_qstate *st, struct qs_qrecord *rec);
+// Collective over the stage: layer l's file written (once the saver has every record); the state saved when --state-interval has passed since the
 // last save (0: every layer), and after the last layer.
 qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l);
 // Collective over the stage, S > 1, once the boundary activations are in the engine: saved as the

@@ -222,10 +222,9 @@ fail:
 }
 
 static void qrun_free(struct qs_qrun *run) {
+  qs_qstate_free(run->state); // first: its saver thread may hold records lent by the engine
   if (run->engine) run->engine->free(run->engine);
-  qs_st_writer_free(run->writer);
   free(run->reports);
-  qs_qstate_free(run->state);
 }
 
 int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {

@@ -65,7 +65,6 @@ struct qs_stages {
 
 struct qs_qengine;
 struct qs_qstate;
-struct qs_st_writer;
 
 // The state of a run, shared by its parts.
 struct qs_qrun {
@@ -78,7 +77,6 @@ struct qs_qrun {
   int layer;                   // the layer being quantized
   long long s0, s1, n_samples; // this rank's calibration samples [s0, s1) of n_samples
   int T;                       // calibration sequence length
-  struct qs_st_writer *writer; // the stage leader's record file of the current layer (state.h)
   struct qs_qreport *reports;
   int n_reports, cap_reports;
   struct qs_qengine *engine;

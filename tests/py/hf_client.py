@@ -9,6 +9,11 @@ kernel `TorchLinear`, dense checkpoints as they are) and checks that
      safetensors files is found in the model with the stored value (cast to the model tensor's
      dtype); the one documented exception is GPTQ `qzeros`, which gptqmodel rewrites in place
      from the v1 ("zero - 1") to its internal v2 layout at load time;
+     and, because transformers <= 5.22 silently lets a quantized model's checkpoint tensor replace
+     its placeholder whatever its shape, the names / shapes / dtypes stored for every decoder Linear
+     are compared with what the backend library itself allocates or writes for that Linear
+     (gptqmodel: a fresh TorchLinear's buffers; compressed-tensors: its own pack-quantized
+     compressor run on a zero weight of the Linear's shape); scales may be F16, BF16 or F32;
   2. the quantization config was recognised by the intended backend: the model's hf_quantizer is
      that backend's quantizer, every Linear of the decoder layers is quantized by it (GPTQ: a
      gptqmodel TorchLinear with the config's bits / group size; compressed-tensors: an nn.Linear
@@ -26,15 +31,24 @@ kernel `TorchLinear`, dense checkpoints as they are) and checks that
 
 Output: one line `ppl <P> nll <NLL sum> windows <N> predicted <N*(L-1)>` (note: `qshard eval`
 prints the *mean* NLL after `nll`; its --json has `nll_sum`), exit 0. Any failed check prints
-`FAIL: ...` lines on stderr and exits 1.
+`FAIL: ...` lines on stderr and exits 1. With --expect-ppl P --rtol R it also fails when
+|ppl / P - 1| > R (tolerances measured on gutenberg28M, 4 windows of 1024, vs `qshard eval` fp32:
+fp32 load 1e-5 for dense and compressed-tensors, 2e-4 for GPTQ through gptqmodel, whose
+TorchLinear rounds every dequantized weight to fp16; bfloat16 load 5e-3).
 
 Usage:
   hf_client.py --model DIR --data TOKENS.h5 --seqlen L --windows N [--dtype float32|bfloat16]
-               [--expect-format gptq|compressed-tensors|dense] [--json FILE]
+               [--expect-format gptq|compressed-tensors|dense] [--expect-ppl P --rtol R]
+               [--json FILE]
 
-Needs torch, transformers, h5py, safetensors, numpy, plus compressed-tensors (CT checkpoints) or
-optimum + gptqmodel (GPTQ); the pinned versions and install lines are in the CI script that calls
-this. Runs on the CPU only; TORCHDYNAMO_DISABLE=1 is set (unless already set) so gptqmodel's
+Tested with (python 3.11, CPU):
+  torch==2.15.0 (PyPI wheel), transformers==5.22.2, compressed-tensors==0.20.1, optimum==2.3.0,
+  gptqmodel==7.6.0 installed with --no-deps plus pypcre logbar device-smi tokenicer defuser
+  (--no-deps) and accelerate threadpoolctl pillow requests, h5py, safetensors, numpy.
+  transformers >= 5.23 refuses asymmetric compressed-tensors checkpoints (zero-point size
+  mismatch: compressed-tensors 0.20.1 builds its load-time placeholder unpacked); GPTQ and
+  symmetric compressed-tensors load with 5.17 - 5.25.
+Runs on the CPU only; TORCHDYNAMO_DISABLE=1 is set (unless already set) so gptqmodel's
 torch.compile of its dequantizer becomes a no-op: same math, ~20 s less start-up on 2 cores.
 """
 import os
@@ -366,6 +380,8 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--expect-format", choices=["gptq", "compressed-tensors", "dense"],
                     help="what DIR must be (default: what its config.json says)")
+    ap.add_argument("--expect-ppl", type=float, help="reference perplexity (e.g. `qshard eval` fp32)")
+    ap.add_argument("--rtol", type=float, default=1e-5, help="allowed |ppl / expect-ppl - 1| (default 1e-5)")
     ap.add_argument("--json", help="also write {ppl, nll_sum, windows, predicted, seconds...} here")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -420,6 +436,10 @@ def main():
     ppl = math.exp(total / pred)
     print(f"  loaded {fmt} ({a.dtype}) in {t_load:.1f} s, {n_cmp} stored tensors checked, "
           f"{a.windows} windows in {t_eval:.1f} s", file=sys.stderr)
+    if a.expect_ppl is not None:
+        rel = ppl / a.expect_ppl - 1
+        check(abs(rel) <= a.rtol, f"ppl {ppl:.9g} vs expected {a.expect_ppl:.9g}: relative {rel:+.3e}, "
+              f"tolerance {a.rtol:g}")
     if failures:
         return 1
     print(f"ppl {ppl:.9g} nll {total:.17g} windows {a.windows} predicted {pred}")
