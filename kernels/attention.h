@@ -1,5 +1,5 @@
 // attention.h — causal grouped-query attention on the GPU (flash-style, tensor cores); the spec is
-// qs_attention_ref (src/ops.h), applied to each sequence of the batch.
+// qs_attention_ref (src/model/ops.h), applied to each sequence of the batch.
 #ifndef QS_KERNEL_ATTENTION_H
 #define QS_KERNEL_ATTENTION_H
 

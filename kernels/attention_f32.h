@@ -1,5 +1,5 @@
 // attention_f32.h — causal grouped-query attention in fp32 on the GPU (the all-fp32 mode; no tensor
-// cores); the spec is qs_attention_ref (src/ops.h), applied to each sequence of the batch.
+// cores); the spec is qs_attention_ref (src/model/ops.h), applied to each sequence of the batch.
 // qs_attention_cuda (attention.h) forwards QS_DTYPE_F32 here.
 #ifndef QS_KERNEL_ATTENTION_F32_H
 #define QS_KERNEL_ATTENTION_F32_H

@@ -3,13 +3,13 @@
 // tests/test_gptq_cuda.c (label gpu).
 //
 // Why J L^-1 J: with J the reversal and J A J = L Lᵀ, A^-1 = (J L^-1 J)ᵀ (J L^-1 J) and J L^-1 J is
-// upper triangular with a positive diagonal, i.e. THE Cholesky factor of A^-1 (src/gptq.c derives
+// upper triangular with a positive diagonal, i.e. THE Cholesky factor of A^-1 (src/quant/gptq.c derives
 // it): one factorization and one triangular inverse instead of the reference's chol -> inverse ->
 // chol. On a row-major buffer J A J is the buffer read backwards, and cuSOLVER's column-major
 // 'upper' view of a row-major buffer is its row-major lower triangle, so: reverse (or gather the
 // reversed, permuted, damped H directly), potrf 'U', trtri 'U', reverse with the lower part zeroed.
 // Host side (tiny): the diagonal, dead columns, the act-order sort and the damping loop, copied from
-// src/gptq.c so that both paths choose the same permutation and damping for the same H.
+// src/quant/gptq.c so that both paths choose the same permutation and damping for the same H.
 // Measured (H100 SXM, fp32, prep total / potrf / trtri): K 4096 13 / 4.4 / 8.5 ms, K 14336
 // 158 / 42 / 113 ms, K 28672 777 / 244 / 523 ms; fp64 prep 17, 192, 922 ms. cusolverDnXtrtri is
 // two thirds of the time at 2.7-15 TFLOP/s: a blocked inverse through cuBLAS trsm/trmm is the next
@@ -245,7 +245,7 @@ struct qs_gf_key {
   int32_t k;
 };
 
-// Decreasing diag, ties by increasing column: src/gptq.c's qs_gptq_diag_cmp (a total order).
+// Decreasing diag, ties by increasing column: src/quant/gptq.c's qs_gptq_diag_cmp (a total order).
 static int qs_gf_key_cmp(const void *a, const void *b) {
   const struct qs_gf_key *x = (const struct qs_gf_key *)a, *y = (const struct qs_gf_key *)b;
   if (x->d != y->d) return x->d > y->d ? -1 : 1;

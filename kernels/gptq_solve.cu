@@ -4,7 +4,7 @@
 // Per block [i1, i2) of 128 quantization positions (the CPU's lazy block):
 //  1. (non-static groups only) the grids of the groups that start in the block, from the lazily
 //     updated weights at block start — what the reference's find_params(W[:, p:p+gs]) sees: a group
-//     that starts inside the block does not see this block's eager updates (src/gptq.c);
+//     that starts inside the block does not see this block's eager updates (src/quant/gptq.c);
 //  2. one fused kernel: each thread owns one row and keeps the block's 128 weights in registers,
 //     U[i1:i2, i1:i2] sits in shared memory (every thread reads the same element: broadcasts);
 //     for each column in order: code and value from the grid (quant/grid_int.h: the C reference's

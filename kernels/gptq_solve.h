@@ -35,7 +35,7 @@ qs_status qs_gptq_quantize_cuda(const struct qs_gptq_prep_cuda *prep, float *W, 
 // row_tile <= 0: one sgemm over all rows). The fused kernels treat rows independently, so a row's
 // result then depends only on its position inside its tile: a caller that hands in whole tiles
 // aligned to a fixed global grid gets the same bits for any split of the tiles over calls or ranks
-// (the cuda engine, src/quantize_cuda.h), with the parallelism of all rows in every kernel.
+// (the cuda engine, src/run/engine_cuda.h), with the parallelism of all rows in every kernel.
 qs_status qs_gptq_quantize_tiled_cuda(const struct qs_gptq_prep_cuda *prep, float *W, int64_t nrows, int64_t row_tile,
                                       uint8_t *codes, float *scales, uint8_t *zeros, float *row_loss,
                                       cublasHandle_t blas, cudaStream_t stream);

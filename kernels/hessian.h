@@ -1,5 +1,5 @@
 // hessian.h — GPTQ Hessian accumulation S += XᵀX on the GPU and its finalization; the spec is
-// qs_gptq_hessian_add_ref / qs_gptq_hessian_finalize (src/quant.h).
+// qs_gptq_hessian_add_ref / qs_gptq_hessian_finalize (src/quant/gptq.h).
 #ifndef QS_KERNEL_HESSIAN_H
 #define QS_KERNEL_HESSIAN_H
 

@@ -1,5 +1,5 @@
 // linear.h — the linear layer y = x wᵀ (+ bias) on the GPU through cuBLAS; the spec is qs_matmul_ref
-// (src/ops.h).
+// (src/model/ops.h).
 #ifndef QS_KERNEL_LINEAR_H
 #define QS_KERNEL_LINEAR_H
 

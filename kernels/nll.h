@@ -1,5 +1,5 @@
 // nll.h — per-row negative log-likelihood of the target token on the GPU; the spec is qs_nll_ref
-// (src/ops.h), applied to each row.
+// (src/model/ops.h), applied to each row.
 #ifndef QS_KERNEL_NLL_H
 #define QS_KERNEL_NLL_H
 

@@ -1,6 +1,6 @@
 // quant_error.h — the output error of a quantized weight over the calibration inputs, per row:
 // num[r] = (w - q) H (w - q)ᵀ and den[r] = w H wᵀ, so that ||WX - QX|| / ||WX|| = sqrt(sum num /
-// sum den) with H ∝ XᵀX. The spec is row_output_error in src/quantize_layer.c (fp32 ssymv, double
+// sum den) with H ∝ XᵀX. The spec is row_output_error in src/run/engine_cpu.c (fp32 ssymv, double
 // dot products); this is a report figure, not part of the checkpoint, so the two products run as
 // TF32 tensor-core GEMMs (about 2^-11 relative per product) and the dot products in double.
 #ifndef QS_KERNEL_QUANT_ERROR_H

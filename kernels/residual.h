@@ -1,6 +1,6 @@
 // residual.h — the residual add (x += y) and dtype conversion on the GPU. Their reference is one
 // fp32 addition / conversion per element with round-to-nearest-even (qs_f32_to_bf16 and
-// qs_f32_to_f16 in src/dtype.h): results match the host bit for bit.
+// qs_f32_to_f16 in src/base/dtype.h): results match the host bit for bit.
 #ifndef QS_KERNEL_RESIDUAL_H
 #define QS_KERNEL_RESIDUAL_H
 

@@ -1,4 +1,4 @@
-// rmsnorm.h — RMSNorm on the GPU; the spec is qs_rmsnorm_ref (src/ops.h).
+// rmsnorm.h — RMSNorm on the GPU; the spec is qs_rmsnorm_ref (src/model/ops.h).
 #ifndef QS_KERNEL_RMSNORM_H
 #define QS_KERNEL_RMSNORM_H
 

@@ -1,4 +1,4 @@
-// rope.h — rotary position embedding on the GPU; the spec is qs_rope_ref (src/ops.h).
+// rope.h — rotary position embedding on the GPU; the spec is qs_rope_ref (src/model/ops.h).
 #ifndef QS_KERNEL_ROPE_H
 #define QS_KERNEL_ROPE_H
 

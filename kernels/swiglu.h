@@ -1,4 +1,4 @@
-// swiglu.h — the SwiGLU gate of the Llama MLP on the GPU; the spec is qs_swiglu_ref (src/ops.h).
+// swiglu.h — the SwiGLU gate of the Llama MLP on the GPU; the spec is qs_swiglu_ref (src/model/ops.h).
 #ifndef QS_KERNEL_SWIGLU_H
 #define QS_KERNEL_SWIGLU_H
 

@@ -1,4 +1,4 @@
-# Quantization numerics: grid, RTN, GPTQ solve, GPTQ v1 packing (src/quant.h).
+# Quantization numerics: grid, RTN, GPTQ solve, GPTQ v1 packing (src/quant/gptq.h).
 qs_add_c_test(test_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c LABELS unit)
 qs_add_c_test(test_gptq_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq_pack.c LABELS unit)
 qs_add_sh_test(test_quantize test_quantize.sh LABELS mpi data)

@@ -1,3 +1,3 @@
-# Resume state and progress reporting of `qshard quantize` (src/qstate.h, src/progress.h).
+# Resume state and progress reporting of `qshard quantize` (src/run/qstate.h, src/run/progress.h).
 qs_add_sh_test(test_resume test_resume.sh LABELS mpi data)
 qs_add_sh_test(test_progress test_progress.sh LABELS mpi)

@@ -1,4 +1,4 @@
-# safetensors reader / writer / checkpoints (src/safetensors*.c) and `qshard inspect` (src/inspect.c).
+# safetensors reader / writer / checkpoints (src/io/safetensors*.c) and `qshard inspect` (src/cli/inspect.c).
 qs_add_c_test(test_safetensors SOURCES test_safetensors.c LABELS unit)
 # Same program on the real checkpoints of QS_DATA_DIR (skips when absent).
 add_test(NAME test_safetensors_data COMMAND test_safetensors --data)

@@ -1,4 +1,4 @@
-# synth.cmake — `qshard synth` (src/synth.c): tiny checkpoint files, shapes, determinism, sharding,
+# synth.cmake — `qshard synth` (src/cli/synth.c): tiny checkpoint files, shapes, determinism, sharding,
 # bad arguments and llama-3-8b --layers 1 shapes (unit; value checks when QS_PYTHON is set), and
 # byte-identical output under mpirun -np 1/3 (mpi).
 qs_add_sh_test(test_synth test_synth.sh LABELS unit ARGS unit)

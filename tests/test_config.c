@@ -1,4 +1,4 @@
-// test_config.c — config.json parsing (src/config.c) and RoPE frequencies: the two real configs of
+// test_config.c — config.json parsing (src/io/config.c) and RoPE frequencies: the two real configs of
 // the shared data, inline configs of the other architectures and rope scalings, and the errors.
 // Run: ctest -R test_config (labels unit, data).
 #include <math.h>

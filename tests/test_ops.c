@@ -1,4 +1,4 @@
-// test_ops.c — the forward-pass references of src/ops.c against their direct formulas (evaluated in
+// test_ops.c — the forward-pass references of src/model/ops.c against their direct formulas (evaluated in
 // double here), and the OpenBLAS qs_matmul against qs_matmul_ref. Run: ctest -R test_ops (label unit).
 #include <math.h>
 #include <stdint.h>

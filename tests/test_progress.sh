@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qshard quantize progress reporting (src/progress.h) on a synthetic 4-layer model:
+# qshard quantize progress reporting (src/run/progress.h) on a synthetic 4-layer model:
 #   1. --log-json under mpirun -np 2: every stdout line is one JSON object with "event" and "ts";
 #      one "layer" event per layer (layers done 1..4 of 4, seconds per layer, ETA 0 at the end, peak
 #      host bytes, no device on the CPU), one "module" event per linear, --state-interval longer than

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qshard quantize --resume (src/qstate.h) on gutenberg28M, mpirun -np 4 on the CPU:
+# qshard quantize --resume (src/run/qstate.h) on gutenberg28M, mpirun -np 4 on the CPU:
 #   1. a run whose rank process is killed (kill -9) once >= 1 layer's state is saved, rerun with
 #      --resume, writes byte-identical files to an uninterrupted run — the GPTQ checkpoint and the
 #      --tp 2 TensorRT-LLM shards (quant_report.json: same modules, losses and errors; only timings

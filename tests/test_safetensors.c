@@ -1,4 +1,4 @@
-// test_safetensors.c — safetensors reader/writer and checkpoints (src/safetensors*.c).
+// test_safetensors.c — safetensors reader/writer and checkpoints (src/io/safetensors*.c).
 // Run: ctest -R safetensors   (or ./test_safetensors [--data] / ./test_safetensors --write DIR)
 //   (no args)     writer -> reader round trips, sharding, and one crafted file per reader rejection
 //   --data        reads the real checkpoints of $QS_DATA_DIR (skips when it is unset)

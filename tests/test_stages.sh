@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qshard quantize --stages S (src/stages.h) on the CPU:
+# qshard quantize --stages S (src/run/stages.h) on the CPU:
 #   1. stories260K, GPTQ 4-bit g32 under mpirun -np 4 with --stages 1, 2 and 4: every run completes
 #      and `qshard eval` loads its checkpoint; S = 1 is byte-identical to -np 1; S = 2 is identical
 #      for -np 2 and -np 4 (D = 1 vs 2 data ranks per stage); the report lists all 35 modules in layer

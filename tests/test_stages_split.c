@@ -1,4 +1,4 @@
-// test_stages_split.c — the layer split of `--stages S` (qs_stages_split_layers, src/stages.h):
+// test_stages_split.c — the layer split of `--stages S` (qs_stages_split_layers, src/run/stages.h):
 // contiguous, non-empty, every boundary the one whose parameter prefix is nearest to s/S of the total
 // (ties to the lower layer), checked against a brute-force search of that rule; plus fixed cases.
 // Run: ctest -R test_stages_split.

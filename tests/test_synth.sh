@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_synth.sh — `qshard synth` (src/synth.c). Run by ctest (tests/synth.cmake):
+# test_synth.sh — `qshard synth` (src/cli/synth.c). Run by ctest (tests/synth.cmake):
 #   test_synth.sh unit   tiny checkpoint: files, config, shapes (inspect; python when QS_PYTHON is
 #                        set), same seed -> same bytes, other seed -> other bytes, sharding,
 #                        --force, bad arguments; llama-3-8b --layers 1 shapes (unless

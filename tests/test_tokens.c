@@ -1,4 +1,4 @@
-// test_tokens.c — HDF5 token streams (src/tokens.c): round trips, type conversion, error cases.
+// test_tokens.c — HDF5 token streams (src/io/tokens.c): round trips, type conversion, error cases.
 // Run: ctest -L unit -R tokens. Also a tool for tests/test_eval.sh that crafts inputs:
 //   test_tokens --write-bad PATH VOCAB   1-D stream of 2048 valid ids with id VOCAB at position 1000
 //   test_tokens --write-float PATH       a float32 /input_ids

@@ -40,6 +40,7 @@
 #include "base/dtype.h"
 #include "io/outdir.h"
 #include "base/qs_common.h"
+#include "io/layout.h"
 #include "io/safetensors.h"
 #include "io/tokens.h"
 
@@ -233,17 +234,18 @@ static int synth_add(struct synth_tensor *list, int n, const char *name, int64_t
 
 // list: room for 9 * layers + 3 tensors.
 static int synth_plan_tensors(const struct synth_preset *p, int layers, struct synth_tensor *list) {
-  int64_t hd = p->hidden / p->heads, q = (int64_t)p->heads * hd, kv = (int64_t)p->kv_heads * hd;
+  // The decoder layer's linears from the one layout table (io/layout.h), shaped by the preset.
+  struct qs_config c = {.hidden = p->hidden, .intermediate = p->inter, .n_heads = p->heads,
+                        .n_kv_heads = p->kv_heads, .head_dim = p->hidden / p->heads};
+  const struct qs_layout *lay = qs_layout_of(&c);
   int n = synth_add(list, 0, "model.embed_tokens.weight", p->vocab, p->hidden, SYNTH_NORMAL);
-  static const char *proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-  int64_t rows[7] = {q, kv, kv, p->hidden, p->inter, p->inter, p->hidden};
-  int64_t cols[7] = {p->hidden, p->hidden, p->hidden, q, p->hidden, p->hidden, p->inter};
   char name[SYNTH_NAME_MAX];
   for (int l = 0; l < layers; l++) {
-    for (int k = 0; k < 7; k++) {
-      snprintf(name, sizeof(name), "model.layers.%d.%s.weight", l, proj[k]);
-      n = synth_add(list, n, name, rows[k], cols[k], SYNTH_NORMAL);
+    for (int k = 0; k < QS_LIN_COUNT; k++) {
+      int rows, cols, bias;
+      qs_layout_shape(&c, (enum qs_lin)k, &rows, &cols, &bias);
+      snprintf(name, sizeof(name), "model.layers.%d.%s.weight", l, lay->lin_name[k]);
+      n = synth_add(list, n, name, rows, cols, SYNTH_NORMAL);
     }
     snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", l);
     n = synth_add(list, n, name, p->hidden, 0, SYNTH_ONES);

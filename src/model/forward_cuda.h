@@ -1,5 +1,5 @@
 // forward_cuda.h — the Llama decoder layer on one GPU, for the cuda engine of `qshard quantize`
-// (quantize_cuda.c) and for `qshard eval --device cuda` (eval_cuda.c).
+// (run/engine_cuda.c) and for `qshard eval --device cuda` (eval_cuda.c).
 //
 // Numerics (DESIGN.md "Numerics"): the residual stream x is fp32; RMSNorm in fp32; the inputs of
 // every GEMM, the attention and SwiGLU are of the compute dtype `dt` — BF16 by default (products

@@ -84,7 +84,7 @@ fail:
 }
 
 // H (device [K, K], allocated here) = the group's Hessian over every rank's samples, in the fixed
-// leaf order of quantize_cuda.h, finalized (scaled, both triangles) and identical on every rank.
+// leaf order of engine_cuda.h, finalized (scaled, both triangles) and identical on every rank.
 static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, int K, float **H) {
   qs_status status = QS_OK;
   int rank = qs_comm_rank(run->data), P = qs_comm_size(run->data);
@@ -259,7 +259,7 @@ static void cuda_free(struct qs_qengine *base) {
   free(e);
 }
 
-// This rank's leaves and samples (quantize_cuda.h); more ranks than leaves is an error.
+// This rank's leaves and samples (engine_cuda.h); more ranks than leaves is an error.
 static qs_status plan_samples(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_calib *cal) {
   qs_status status = QS_OK;
   int P = qs_comm_size(run->data);

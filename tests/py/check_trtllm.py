@@ -1,6 +1,6 @@
 """check_trtllm.py --out OUT --model IN --tp T — reads the TensorRT-LLM checkpoint that
 `qshard quantize --tp T` wrote to OUT/trtllm with the PyPI `safetensors` package and numpy only, and
-checks it against the GPTQ checkpoint in OUT and FORMATS.md §6.1 (the layout src/trtllm.h documents):
+checks it against the GPTQ checkpoint in OUT and FORMATS.md §6.1 (the layout src/formats/trtllm.c documents):
   - OUT/trtllm holds exactly config.json and rank0..rank{T-1}.safetensors;
   - config.json: architecture, dtype, sizes from IN/config.json, mapping {world_size: T, tp_size: T,
     pp_size: 1}, quantization {quant_algo W4A16_GPTQ, group_size, has_zero_point, pre_quant_scale,

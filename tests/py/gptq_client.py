@@ -124,13 +124,13 @@ def grid(xmin_raw, xmax_raw, bits, sym):
     xmax = np.where(both0, np.float32(1), xmax).astype(np.float32)
     with np.errstate(over="ignore"):
         s16 = ((xmax - xmin) / maxq).astype(np.float16)
-    # A zero fp16 scale becomes the smallest subnormal, an overflow the largest finite (quant.h).
+    # A zero fp16 scale becomes the smallest subnormal, an overflow the largest finite (quant/grid_int.h).
     s16 = np.where(s16 == 0, np.float16(2.0 ** -24), s16)
     s16 = np.where(np.isinf(s16), np.float16(65504), s16).astype(np.float16)
     s = s16.astype(np.float32)
     if sym:
         zero = np.full(s.shape, (maxq + 1) / 2, dtype=np.float32)
-    else:  # v1 checkpoints: zero >= 1 so that the stored zero - 1 never wraps (quant.h min_zero)
+    else:  # v1 checkpoints: zero >= 1 so that the stored zero - 1 never wraps (quant/grid.h min_zero)
         zero = np.clip(np.rint(-xmin / s), 1, maxq).astype(np.float32)
     return s, s16.view(np.uint16), zero
 
