@@ -2,3 +2,5 @@
 qs_add_c_test(test_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c LABELS unit)
 qs_add_c_test(test_gptq_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq_pack.c LABELS unit)
 qs_add_sh_test(test_quantize test_quantize.sh LABELS mpi data)
+# The neutral module record and the bit helpers (src/quant/record.h, src/base/bits.h).
+qs_add_c_test(test_record SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_record.c LABELS unit)

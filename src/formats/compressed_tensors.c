@@ -20,6 +20,7 @@
 
 #include "base/bits.h"
 #include "base/dtype.h"
+#include "base/parallel.h"
 #include "formats/format.h"
 
 struct ct_writer {
@@ -70,6 +71,18 @@ static void ct_unpack_stream(const uint32_t *w, int64_t wstride, int64_t n, int 
     if ((s & 31) + (uint64_t)bits > 32) x |= (uint64_t)w[((s >> 5) + 1) * wstride] << (32 - (s & 31));
     v[i * stride] = (uint8_t)(x & mask);
   }
+}
+
+struct ct_rows_job {
+  const uint8_t *codes;
+  int64_t K, kw;
+  int bits;
+  uint32_t *packed;
+};
+
+static void ct_rows(void *arg, int64_t r0, int64_t r1) {
+  const struct ct_rows_job *j = arg;
+  for (int64_t n = r0; n < r1; n++) ct_pack_row(j->codes + n * j->K, j->K, j->bits, j->packed + n * j->kw);
 }
 
 // ---- writer ----------------------------------------------------------------------------------------
@@ -155,7 +168,8 @@ static qs_status ct_module(struct qs_fwriter *base, const struct qs_qrecord *r, 
   if (!qs_qrecord_contiguous(r))
     QS_FAIL(QS_ERR_INTERNAL, "%s: permuted groups have no compressed-tensors layout (refused before the run)", r->name);
   QS_ALLOC(packed, N * kw);
-  for (int64_t n = 0; n < N; n++) ct_pack_row(r->codes + n * K, K, bits, packed + n * kw);
+  struct ct_rows_job job = {r->codes, K, kw, bits, packed};
+  qs_parallel_for(N, 256, ct_rows, &job);
   QS_ALLOC(scales, (size_t)(N * G) * qs_dtype_size(sd));
   qs_convert_from_f32(r->scales, sd, scales, (size_t)(N * G)); // exact: the grid rounded them to sd
   QS_TRY(qs_format_add(w->st, r->name, "weight_packed", QS_DTYPE_I32, 2, N, kw, packed));

@@ -13,6 +13,7 @@
 
 #include "base/bits.h"
 #include "base/dtype.h"
+#include "base/parallel.h"
 
 // Field i of the stream whose word w lives at words[w * stride] (stride lets a stream run down a
 // column of a row-major [words, N] matrix). The target bits must be zero before a put.
@@ -59,19 +60,36 @@ static inline uint32_t qs_gptq_word(const uint8_t *c, int bits) {
 // qweight [K*bits/32, N]: the stream of column n runs down qweight's column n (stride N). Rows are
 // taken in tiles of 64 columns n: each word row r of the tile is one contiguous 256-byte store, and
 // the tile's 64 code rows are read as sequential streams.
-static void qs_gptq_pack_qweight(const uint8_t *codes, int bits, int64_t N, int64_t K, uint32_t *qw) {
-  const int64_t tile = 64, words = K * bits / 32;
-  if (bits != 3) { // whole fields per word: one word from 32/bits consecutive codes
-    const int64_t pf = 32 / bits;
-    for (int64_t n0 = 0; n0 < N; n0 += tile)
+struct qs_gptq_pack_job {
+  const uint8_t *codes;
+  int bits;
+  int64_t N, K;
+  uint32_t *qw;
+};
+
+// Columns n of tiles [t0, t1) of 64: every column is written by exactly one tile, so tiles run in
+// parallel (qs_parallel_for) with the same bytes as one pass.
+static void qs_gptq_pack_tiles(void *arg, int64_t t0, int64_t t1) {
+  const struct qs_gptq_pack_job *j = arg;
+  const int64_t tile = 64, N = j->N, K = j->K, bits = j->bits, words = K * bits / 32;
+  for (int64_t n0 = t0 * tile; n0 < QS_MIN(t1 * tile, N); n0 += tile) {
+    const int64_t n1 = QS_MIN(n0 + tile, N);
+    if (bits != 3) { // whole fields per word: one word from 32/bits consecutive codes
+      const int64_t pf = 32 / bits;
       for (int64_t r = 0; r < words; r++)
-        for (int64_t n = n0; n < QS_MIN(n0 + tile, N); n++) qw[r * N + n] = qs_gptq_word(codes + n * K + r * pf, bits);
-    return;
-  }
-  memset(qw, 0, sizeof(uint32_t) * (size_t)(words * N));
-  for (int64_t n0 = 0; n0 < N; n0 += tile)
+        for (int64_t n = n0; n < n1; n++) j->qw[r * N + n] = qs_gptq_word(j->codes + n * K + r * pf, (int)bits);
+      continue;
+    }
+    for (int64_t r = 0; r < words; r++)
+      for (int64_t n = n0; n < n1; n++) j->qw[r * N + n] = 0;
     for (int64_t k = 0; k < K; k++)
-      for (int64_t n = n0; n < QS_MIN(n0 + tile, N); n++) qs_bits_put(qw + n, N, k, bits, codes[n * K + k]);
+      for (int64_t n = n0; n < n1; n++) qs_bits_put(j->qw + n, N, k, (int)bits, j->codes[n * K + k]);
+  }
+}
+
+static void qs_gptq_pack_qweight(const uint8_t *codes, int bits, int64_t N, int64_t K, uint32_t *qw) {
+  struct qs_gptq_pack_job j = {codes, bits, N, K, qw};
+  qs_parallel_for(QS_CEIL_DIV(N, (int64_t)64), 16, qs_gptq_pack_tiles, &j);
 }
 
 qs_status qs_gptq_pack(const uint8_t *codes, const uint16_t *scales, const uint8_t *zeros, int bits,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/bits.h"
+#include "base/parallel.h"
 
 qs_status qs_qrecord_init(struct qs_qrecord *r, const char *name, int layer, int64_t N, int64_t K,
                           const struct qs_grid *g, int with_bias) {
@@ -115,6 +116,20 @@ void qs_qrecord_codes_expand(const uint8_t *in, int64_t n, int bits, uint8_t *co
 
 // ---- the resume state's encoding -----------------------------------------------------------------------
 
+// Rows [r0, r1) of the codes between [N, K] one per byte and [N, row] streams (parallel over rows).
+struct rows_job {
+  uint8_t *codes, *stream;
+  int64_t K, row;
+  int bits, expand;
+};
+
+static void rows_convert(void *arg, int64_t r0, int64_t r1) {
+  const struct rows_job *j = arg;
+  for (int64_t n = r0; n < r1; n++)
+    if (j->expand) qs_qrecord_codes_expand(j->stream + n * j->row, j->K, j->bits, j->codes + n * j->K);
+    else qs_qrecord_codes_compact(j->codes + n * j->K, j->K, j->bits, j->stream + n * j->row);
+}
+
 static qs_status add(struct qs_st_writer *w, const char *name, const char *suffix, qs_dtype dt, int ndim,
                      int64_t d0, int64_t d1, const void *data) {
   char full[256];
@@ -130,7 +145,8 @@ qs_status qs_qrecord_save(struct qs_st_writer *w, const struct qs_qrecord *r) {
   int32_t grid[6] = {(int32_t)r->grid.kind, r->grid.bits,     r->grid.sym,
                      r->grid.group_size,   r->grid.min_zero, r->grid.scale_dtype};
   QS_ALLOC(packed, r->N * row);
-  for (int64_t n = 0; n < r->N; n++) qs_qrecord_codes_compact(r->codes + n * r->K, r->K, r->grid.bits, packed + n * row);
+  struct rows_job job = {.codes = r->codes, .stream = packed, .K = r->K, .row = row, .bits = r->grid.bits};
+  qs_parallel_for(r->N, 256, rows_convert, &job);
   QS_TRY(add(w, r->name, "codes", QS_DTYPE_U8, 2, r->N, row, packed));
   QS_TRY(add(w, r->name, "scales", QS_DTYPE_F32, 2, r->N, r->G, r->scales));
   QS_TRY(add(w, r->name, "zeros", QS_DTYPE_U8, 2, r->N, r->G, r->zeros));
@@ -192,8 +208,9 @@ qs_status qs_qrecord_load(const struct qs_st_file *f, const char *name, int laye
   QS_TRY(get(f, name, "zeros", QS_DTYPE_U8, 2, N, r->G, 0, &zt));
   QS_TRY(get(f, name, "g_idx", QS_DTYPE_I32, 1, K, 0, 0, &it));
   QS_TRY(get(f, name, "bias", QS_DTYPE_F32, 1, N, 0, 1, &bt));
-  for (int64_t n = 0; n < N; n++)
-    qs_qrecord_codes_expand((const uint8_t *)ct->data + n * row, K, g.bits, r->codes + n * K);
+  struct rows_job job = {.codes = r->codes, .stream = (uint8_t *)ct->data, .K = K, .row = row, .bits = g.bits,
+                         .expand = 1};
+  qs_parallel_for(N, 256, rows_convert, &job);
   memcpy(r->scales, st->data, (size_t)(N * r->G) * sizeof(float));
   memcpy(r->zeros, zt->data, (size_t)(N * r->G));
   memcpy(r->g_idx, it->data, (size_t)K * sizeof(int32_t));
