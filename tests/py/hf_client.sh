@@ -28,6 +28,7 @@ client() { # dir expect-format dtype rtol
   local ppl
   ppl=$("$QSHARD" eval --model "$1" --data "$W" --seqlen 1024 --eval-windows 4 | awk '/^ppl /{print $2}')
   [ -n "$ppl" ] || { echo "FAIL: qshard eval $1"; exit 1; }
+  echo "${1#$T/} ($2, $3): qshard eval ppl $ppl; the client, within $4:"
   "$QS_PYTHON" "$QS_SRC/tests/py/hf_client.py" --model "$1" --data "$W" --seqlen 1024 --windows 4 \
     --dtype "$3" --expect-format "$2" --expect-ppl "$ppl" --rtol "$4" || { echo "FAIL: $1 ($2, $3)"; exit 1; }
 }
