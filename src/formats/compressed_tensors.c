@@ -24,12 +24,7 @@
 #include "formats/format.h"
 
 struct ct_writer {
-  struct qs_fwriter base;
-  char *dir;
-  struct qs_st_writer *st;
-  int layer, lin_done[QS_LIN_COUNT]; // modules seen of the current layer (for the replaced set)
-  char **replaced;
-  int n_replaced, cap_replaced;
+  struct qs_fdir d;
 };
 
 // Words of a bit stream of n values of `bits` bits.
@@ -115,10 +110,7 @@ static int ct_writes(const struct qs_format_run *fr) { return fr->rank == fr->wr
 static void ct_free(struct qs_fwriter *base) {
   struct ct_writer *w = (struct ct_writer *)base;
   if (!w) return;
-  qs_st_writer_free(w->st);
-  for (int i = 0; i < w->n_replaced; i++) free(w->replaced[i]);
-  free(w->replaced);
-  free(w->dir);
+  qs_fdir_free(&w->d);
   free(w);
 }
 
@@ -128,30 +120,11 @@ static qs_status ct_open(struct qs_fwriter **out, const struct qs_format_run *fr
   qs_status status = QS_OK;
   struct ct_writer *w = NULL;
   QS_ALLOC(w, 1);
-  w->base = (struct qs_fwriter){.fmt = &qs_format_ct, .fr = fr};
-  if (!(w->dir = strdup(dir))) QS_FAIL(QS_ERR_OOM, "out of memory");
-  QS_TRY(qs_st_writer_init(&w->st, dir, fr->max_shard_bytes));
-  *out = &w->base;
+  QS_TRY(qs_fdir_init(&w->d, &qs_format_ct, fr, dir));
+  *out = &w->d.base;
   return QS_OK;
 fail:
-  ct_free(&w->base);
-  return status;
-}
-
-static qs_status replaced_push(struct ct_writer *w, const char *name) {
-  qs_status status = QS_OK;
-  if (w->n_replaced == w->cap_replaced) {
-    int cap = w->cap_replaced ? 2 * w->cap_replaced : 256;
-    char **p = realloc(w->replaced, (size_t)cap * sizeof(*p));
-    if (!p) QS_FAIL(QS_ERR_OOM, "out of memory");
-    w->replaced = p;
-    w->cap_replaced = cap;
-  }
-  size_t n = strlen(name) + sizeof(".weight");
-  QS_ALLOC(w->replaced[w->n_replaced], n);
-  snprintf(w->replaced[w->n_replaced], n, "%s.weight", name);
-  w->n_replaced++;
-fail:
+  ct_free(w ? &w->d.base : NULL);
   return status;
 }
 
@@ -172,15 +145,15 @@ static qs_status ct_module(struct qs_fwriter *base, const struct qs_qrecord *r, 
   qs_parallel_for(N, 256, ct_rows, &job);
   QS_ALLOC(scales, (size_t)(N * G) * qs_dtype_size(sd));
   qs_convert_from_f32(r->scales, sd, scales, (size_t)(N * G)); // exact: the grid rounded them to sd
-  QS_TRY(qs_format_add(w->st, r->name, "weight_packed", QS_DTYPE_I32, 2, N, kw, packed));
-  QS_TRY(qs_format_add(w->st, r->name, "weight_scale", sd, 2, N, G, scales));
-  QS_TRY(qs_format_add(w->st, r->name, "weight_shape", QS_DTYPE_I64, 1, 2, 0, shape));
+  QS_TRY(qs_format_add(w->d.st, r->name, "weight_packed", QS_DTYPE_I32, 2, N, kw, packed));
+  QS_TRY(qs_format_add(w->d.st, r->name, "weight_scale", sd, 2, N, G, scales));
+  QS_TRY(qs_format_add(w->d.st, r->name, "weight_shape", QS_DTYPE_I64, 1, 2, 0, shape));
   if (!r->grid.sym) {
     QS_ALLOC(zp, nw * G);
     for (int64_t g = 0; g < G; g++) ct_pack_stream(r->zeros + g, N, G, bits, zp + g, G);
-    QS_TRY(qs_format_add(w->st, r->name, "weight_zero_point", QS_DTYPE_I32, 2, nw, G, zp));
+    QS_TRY(qs_format_add(w->d.st, r->name, "weight_zero_point", QS_DTYPE_I32, 2, nw, G, zp));
   }
-  QS_TRY(replaced_push(w, r->name)); // the bias, if any, stays as stored
+  QS_TRY(qs_fdir_replaced(&w->d, r->name, "weight")); // the bias, if any, stays as stored
 fail:
   free(packed);
   free(zp);
@@ -189,10 +162,7 @@ fail:
 }
 
 static qs_status ct_dense(struct qs_fwriter *base, const struct qs_st_tensor *t) {
-  struct ct_writer *w = (struct ct_writer *)base;
-  for (int i = 0; i < w->n_replaced; i++)
-    if (!strcmp(w->replaced[i], t->name)) return QS_OK;
-  return qs_st_writer_add(w->st, t->name, t->dtype, t->ndim, t->shape, t->data, 0);
+  return qs_fdir_dense(&((struct ct_writer *)base)->d, t);
 }
 
 // quantization_config as compressed-tensors' ModelCompressor writes it for a weight-only int scheme
@@ -213,8 +183,8 @@ static json_t *quantization_config(const struct qs_format_run *fr) {
 static qs_status ct_finish(struct qs_fwriter *base) {
   qs_status status = QS_OK;
   struct ct_writer *w = (struct ct_writer *)base;
-  QS_TRY(qs_st_writer_finish(w->st));
-  QS_TRY(qs_format_write_config(base->fr, w->dir, quantization_config(base->fr)));
+  QS_TRY(qs_st_writer_finish(w->d.st));
+  QS_TRY(qs_format_write_config(base->fr, w->d.dir, quantization_config(base->fr)));
 fail:
   return status;
 }

@@ -91,6 +91,22 @@ const struct qs_format *qs_format_detect(const json_t *qc, char *msg, size_t cap
 // The scale dtype of a run writing these formats for a model of dtype `model` (-1 when none fits).
 int qs_format_scale_dtype(const struct qs_format *const *fmts, int n, qs_dtype model);
 
+// What the model-directory writers (gptq, compressed-tensors) share: the directory, its safetensors
+// writer (shards of fr->max_shard_bytes), and the input tensors their modules replaced, which
+// qs_fdir_dense skips while it passes every other input tensor through as stored.
+struct qs_fdir {
+  struct qs_fwriter base;
+  char *dir;
+  struct qs_st_writer *st;
+  char **replaced;
+  int n_replaced, cap_replaced;
+};
+qs_status qs_fdir_init(struct qs_fdir *d, const struct qs_format *fmt, const struct qs_format_run *fr, const char *dir);
+void qs_fdir_free(struct qs_fdir *d);
+// "<prefix>.<suffix>" (an input tensor) is written in another form: dense() skips it.
+qs_status qs_fdir_replaced(struct qs_fdir *d, const char *prefix, const char *suffix);
+qs_status qs_fdir_dense(struct qs_fdir *d, const struct qs_st_tensor *t);
+
 // Helpers the model-directory writers share: "<prefix>.<suffix>" into w (copied); config.json of the
 // input with quantization_config replaced by qc (stolen), the input's other files copied through.
 qs_status qs_format_add(struct qs_st_writer *w, const char *prefix, const char *suffix, qs_dtype dt, int ndim,

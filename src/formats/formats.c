@@ -53,6 +53,47 @@ int qs_format_scale_dtype(const struct qs_format *const *fmts, int n, qs_dtype m
   return -1;
 }
 
+qs_status qs_fdir_init(struct qs_fdir *d, const struct qs_format *fmt, const struct qs_format_run *fr, const char *dir) {
+  qs_status status = QS_OK;
+  memset(d, 0, sizeof(*d));
+  d->base = (struct qs_fwriter){.fmt = fmt, .fr = fr};
+  if (!(d->dir = strdup(dir))) QS_FAIL(QS_ERR_OOM, "out of memory");
+  QS_TRY(qs_st_writer_init(&d->st, dir, fr->max_shard_bytes));
+fail:
+  return status;
+}
+
+void qs_fdir_free(struct qs_fdir *d) {
+  qs_st_writer_free(d->st);
+  for (int i = 0; i < d->n_replaced; i++) free(d->replaced[i]);
+  free(d->replaced);
+  free(d->dir);
+  memset(d, 0, sizeof(*d));
+}
+
+qs_status qs_fdir_replaced(struct qs_fdir *d, const char *prefix, const char *suffix) {
+  qs_status status = QS_OK;
+  if (d->n_replaced == d->cap_replaced) {
+    int cap = d->cap_replaced ? 2 * d->cap_replaced : 256;
+    char **p = realloc(d->replaced, (size_t)cap * sizeof(*p));
+    if (!p) QS_FAIL(QS_ERR_OOM, "out of memory");
+    d->replaced = p;
+    d->cap_replaced = cap;
+  }
+  size_t n = strlen(prefix) + strlen(suffix) + 2;
+  QS_ALLOC(d->replaced[d->n_replaced], n);
+  snprintf(d->replaced[d->n_replaced], n, "%s.%s", prefix, suffix);
+  d->n_replaced++;
+fail:
+  return status;
+}
+
+qs_status qs_fdir_dense(struct qs_fdir *d, const struct qs_st_tensor *t) {
+  for (int i = 0; i < d->n_replaced; i++)
+    if (!strcmp(d->replaced[i], t->name)) return QS_OK;
+  return qs_st_writer_add(d->st, t->name, t->dtype, t->ndim, t->shape, t->data, 0); // mapped until written
+}
+
 qs_status qs_format_add(struct qs_st_writer *w, const char *prefix, const char *suffix, qs_dtype dt, int ndim,
                         int64_t d0, int64_t d1, const void *data) {
   char name[256];

@@ -15,11 +15,7 @@
 extern const struct qs_format qs_format_gptq;
 
 struct gptq_writer {
-  struct qs_fwriter base;
-  char *dir;
-  struct qs_st_writer *st;
-  char **replaced; // input tensors replaced by packed ones (dense() skips them)
-  int n_replaced, cap_replaced;
+  struct qs_fdir d;
   int dense_lin[QS_LIN_COUNT]; // 1: this linear kept dense (every layer has the same shapes)
 };
 
@@ -44,10 +40,7 @@ static int gptq_writes(const struct qs_format_run *fr) { return fr->rank == fr->
 static void gptq_free(struct qs_fwriter *base) {
   struct gptq_writer *w = (struct gptq_writer *)base;
   if (!w) return;
-  qs_st_writer_free(w->st);
-  for (int i = 0; i < w->n_replaced; i++) free(w->replaced[i]);
-  free(w->replaced);
-  free(w->dir);
+  qs_fdir_free(&w->d);
   free(w);
 }
 
@@ -55,30 +48,11 @@ static qs_status gptq_open(struct qs_fwriter **out, const struct qs_format_run *
   qs_status status = QS_OK;
   struct gptq_writer *w = NULL;
   QS_ALLOC(w, 1);
-  w->base = (struct qs_fwriter){.fmt = &qs_format_gptq, .fr = fr};
-  if (!(w->dir = strdup(dir))) QS_FAIL(QS_ERR_OOM, "out of memory");
-  QS_TRY(qs_st_writer_init(&w->st, dir, fr->max_shard_bytes));
-  *out = &w->base;
+  QS_TRY(qs_fdir_init(&w->d, &qs_format_gptq, fr, dir));
+  *out = &w->d.base;
   return QS_OK;
 fail:
-  gptq_free(&w->base);
-  return status;
-}
-
-static qs_status replaced_push(struct gptq_writer *w, const char *prefix, const char *suffix) {
-  qs_status status = QS_OK;
-  if (w->n_replaced == w->cap_replaced) {
-    int cap = w->cap_replaced ? 2 * w->cap_replaced : 256;
-    char **p = realloc(w->replaced, (size_t)cap * sizeof(*p));
-    if (!p) QS_FAIL(QS_ERR_OOM, "out of memory");
-    w->replaced = p;
-    w->cap_replaced = cap;
-  }
-  size_t n = strlen(prefix) + strlen(suffix) + 2;
-  QS_ALLOC(w->replaced[w->n_replaced], n);
-  snprintf(w->replaced[w->n_replaced], n, "%s.%s", prefix, suffix);
-  w->n_replaced++;
-fail:
+  gptq_free(w ? &w->d.base : NULL);
   return status;
 }
 
@@ -102,16 +76,16 @@ static qs_status gptq_module(struct qs_fwriter *base, const struct qs_qrecord *r
   QS_ALLOC(scales_out, G * N);
   for (int64_t i = 0; i < N * G; i++) scales[i] = qs_f32_to_f16(r->scales[i]); // exact: the grid's fp16 values
   QS_TRY(qs_gptq_pack(r->codes, scales, r->zeros, bits, N, K, G, qweight, qzeros, scales_out, NULL));
-  QS_TRY(qs_format_add(w->st, r->name, "qweight", QS_DTYPE_I32, 2, K * bits / 32, N, qweight));
-  QS_TRY(qs_format_add(w->st, r->name, "qzeros", QS_DTYPE_I32, 2, G, N * bits / 32, qzeros));
-  QS_TRY(qs_format_add(w->st, r->name, "scales", QS_DTYPE_F16, 2, G, N, scales_out));
-  QS_TRY(qs_format_add(w->st, r->name, "g_idx", QS_DTYPE_I32, 1, K, 0, r->g_idx));
-  QS_TRY(replaced_push(w, r->name, "weight"));
+  QS_TRY(qs_format_add(w->d.st, r->name, "qweight", QS_DTYPE_I32, 2, K * bits / 32, N, qweight));
+  QS_TRY(qs_format_add(w->d.st, r->name, "qzeros", QS_DTYPE_I32, 2, G, N * bits / 32, qzeros));
+  QS_TRY(qs_format_add(w->d.st, r->name, "scales", QS_DTYPE_F16, 2, G, N, scales_out));
+  QS_TRY(qs_format_add(w->d.st, r->name, "g_idx", QS_DTYPE_I32, 1, K, 0, r->g_idx));
+  QS_TRY(qs_fdir_replaced(&w->d, r->name, "weight"));
   if (r->bias) { // GPTQ linears carry an fp16 bias (AutoGPTQ QuantLinear registers it as float16)
     QS_ALLOC(bias, N);
     qs_convert_from_f32(r->bias, QS_DTYPE_F16, bias, (size_t)N);
-    QS_TRY(qs_format_add(w->st, r->name, "bias", QS_DTYPE_F16, 1, N, 0, bias));
-    QS_TRY(replaced_push(w, r->name, "bias"));
+    QS_TRY(qs_format_add(w->d.st, r->name, "bias", QS_DTYPE_F16, 1, N, 0, bias));
+    QS_TRY(qs_fdir_replaced(&w->d, r->name, "bias"));
   }
 fail:
   free(qweight);
@@ -123,17 +97,14 @@ fail:
 }
 
 static qs_status gptq_dense(struct qs_fwriter *base, const struct qs_st_tensor *t) {
-  struct gptq_writer *w = (struct gptq_writer *)base;
-  for (int i = 0; i < w->n_replaced; i++)
-    if (!strcmp(w->replaced[i], t->name)) return QS_OK;
-  return qs_st_writer_add(w->st, t->name, t->dtype, t->ndim, t->shape, t->data, 0); // mapped until written
+  return qs_fdir_dense(&((struct gptq_writer *)base)->d, t);
 }
 
 // Loaders must be told which modules stayed dense: optimum reads modules_in_block_to_quantize,
 // GPTQModel and vLLM read `dynamic` ("-:" + regex = do not quantize; vLLM matches its fused names).
 static qs_status add_dense_info(const struct gptq_writer *w, json_t *qc) {
   qs_status status = QS_OK;
-  const struct qs_layout *lay = qs_layout_of(w->base.fr->cfg);
+  const struct qs_layout *lay = qs_layout_of(w->d.base.fr->cfg);
   json_t *blocks = json_array(), *dyn = json_object();
   int any = 0;
   if (!blocks || !dyn) QS_FAIL(QS_ERR_OOM, "out of memory");
@@ -165,7 +136,7 @@ fail:
 // desc_act is true only for permuted groups (--act-order=group): with static groups the stored layout
 // is that of no act-order (g_idx = k/gs), and FORMATS §2.4's writer rule says desc_act false.
 static json_t *quantization_config(const struct gptq_writer *w) {
-  const struct qs_format_run *fr = w->base.fr;
+  const struct qs_format_run *fr = w->d.base.fr;
   const struct qs_qopts *o = fr->opts;
   const struct qs_grid *g = &o->grid;
   json_t *qc = json_pack("{s:s, s:i, s:i, s:b, s:b, s:f, s:b, s:b, s:s, s:s, s:b}", "quant_method", "gptq", "bits",
@@ -187,8 +158,8 @@ static qs_status gptq_finish(struct qs_fwriter *base) {
   struct gptq_writer *w = (struct gptq_writer *)base;
   const struct qs_qopts *o = base->fr->opts;
   json_t *legacy = NULL;
-  QS_TRY(qs_st_writer_finish(w->st));
-  QS_TRY(qs_format_write_config(base->fr, w->dir, quantization_config(w)));
+  QS_TRY(qs_st_writer_finish(w->d.st));
+  QS_TRY(qs_format_write_config(base->fr, w->d.dir, quantization_config(w)));
   // quantize_config.json: what AutoGPTQ and older vLLM read (AutoGPTQ BaseQuantizeConfig.to_dict).
   legacy = json_pack("{s:i, s:i, s:f, s:b, s:b, s:b, s:b, s:n, s:s, s:s, s:s}", "bits", o->grid.bits, "group_size",
                      o->grid.group_size, "damp_percent", qs_format_float_json(o->damp), "desc_act",
@@ -196,7 +167,7 @@ static qs_status gptq_finish(struct qs_fwriter *base) {
                      o->grid.sym, "true_sequential", 1, "model_name_or_path", "model_file_base_name", "model",
                      "quant_method", "gptq", "checkpoint_format", "gptq");
   if (!legacy) QS_FAIL(QS_ERR_OOM, "out of memory");
-  QS_TRY(qs_outdir_write_json(w->dir, "quantize_config.json", legacy));
+  QS_TRY(qs_outdir_write_json(w->d.dir, "quantize_config.json", legacy));
 fail:
   json_decref(legacy);
   return status;
