@@ -5,7 +5,9 @@
 #      the report lists the modules the format cannot pack (172-wide MLP);
 #   3. gutenberg28M (all shapes pack): GPTQ 3-bit g128 beats RTN 3-bit g128 on wikitext2 and imdb,
 #      and `qshard eval` of the written checkpoint gives exactly the PPL of `quantize --eval`;
-#   4. bad input: clear message, non-zero exit, no output directory left behind.
+#   2b. compressed-tensors output of stories260K: every linear quantized (the packed dimension padded);
+#   4. bad input (also unknown or impossible formats, method options): clear message, non-zero exit,
+#      no output directory left behind.
 # CI calibrates on fewer windows and scores the first windows only (BENCHMARKS.md has full runs).
 set -euo pipefail
 D=${QS_DATA_DIR:-}
@@ -52,6 +54,17 @@ fp=$(ppl_of "$T/fp.log") g4=$(ppl_of "$T/g4.log") r4=$(ppl_of "$T/r4.log") g8=$(
 echo "fp32 $fp  gptq4/g32 $g4  rtn4/g32 $r4  gptq8 $g8"
 lt "$g4" "$r4" || fail "GPTQ 4-bit ($g4) does not beat RTN 4-bit ($r4)"
 lt "$g8" "$(python3 -c "print($fp * 1.005)")" || fail "GPTQ 8-bit ($g8) not within 0.5 % of fp32 ($fp)"
+
+echo "== 2b. compressed-tensors pads the packed dimension: every stories260K linear is written quantized"
+# (GPTQ v1 keeps the 172-wide MLP dense, section 1); per-channel groups, since 172 is no multiple of 32.
+"$Q" quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 16 --seqlen 256 --group-size -1 --asym \
+  --format compressed-tensors --eval "$E" --out "$T/ct" > "$T/ct.log" 2>&1 || { cat "$T/ct.log"; fail "ct"; }
+n=$("$Q" inspect "$T/ct" | grep -c "weight_packed") || true
+[ "$n" = 35 ] || fail "compressed-tensors: $n of 35 linears written quantized"
+a=$(grep -E '^ppl ' "$T/ct.log" | awk '{print $2, $3, $4}')
+b=$("$Q" eval --model "$T/ct" --data "$E" --seqlen 256 | grep -E '^ppl ' | awk '{print $2, $3, $4}')
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "compressed-tensors: quantize --eval '$a' != eval of the checkpoint '$b'"
+echo "compressed-tensors: 35/35 linears quantized, eval $b"
 
 echo "== 3. gutenberg28M: GPTQ vs RTN at 3-bit g128; checkpoint eval == quantize --eval"
 W=$G/wikitext2_test.h5 I=$G/imdb_sample.h5
@@ -100,5 +113,11 @@ bad nocalib "nope.h5" quantize --model "$S" --calib "$T/nope.h5" --out "$T/bad2"
 bad exists "already exists" quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 2 --seqlen 64 --out "$T/np1"
 bad bits "--bits" quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --bits 5 --out "$T/bad3"
 bad needcalib "needs --calib" quantize --model "$S" --out "$T/bad4"
+bad format "expected a list of" quantize --model "$S" --method rtn --format gptq,onnx --out "$T/bad6"
+bad ctgroup "compressed-tensors and vLLM no longer accept permuted groups" quantize --model "$G" --calib "$G/gutenberg_val.h5" \
+  --samples 2 --seqlen 64 --act-order=group --format compressed-tensors --out "$T/bad7"
+bad ctragged "not a multiple of it" quantize --model "$S" --method rtn --group-size 32 --format compressed-tensors --out "$T/bad8"
+bad trtnotp "needs --tp" quantize --model "$G" --method rtn --format trtllm --out "$T/bad9"
+bad rtnact "is not an option of --method rtn" quantize --model "$S" --method rtn --act-order --out "$T/bad10"
 bad toolong "shorter than" quantize --model "$S" --calib "$S/tinystories_sample.tok512.h5" --samples 2 --seqlen 100000 --out "$T/bad5"
 echo "test_quantize: all passed"

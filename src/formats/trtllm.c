@@ -141,7 +141,7 @@ static const char *dtype_json(qs_dtype t) {
 static int check_options(const struct qs_format_run *fr, char *msg, size_t cap) {
   const struct qs_config *c = fr->cfg;
   const struct qs_grid *g = &fr->opts->grid;
-  if (fr->tp <= 0) return refuse("--format trtllm needs --tp T (the tensor-parallel ranks of the rank files)");
+  if (fr->tp <= 0) return refuse("needs --tp T (the tensor-parallel ranks of the rank files)");
   if (g->kind != QS_GRID_INT || g->bits != 4)
     return refuse("TensorRT-LLM's GPTQ checkpoint (quant_algo W4A16_GPTQ, FORMATS §6.1) is 4-bit only; got --bits %d",
                   g->bits);
