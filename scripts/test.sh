@@ -46,16 +46,24 @@ deps() { bash "$root/scripts/deps.sh"; }
 # Python with safetensors, numpy, h5py, gguf for the python-labelled tests, plus the real clients
 # (transformers, compressed-tensors, gptqmodel: tests/py/requirements-*.txt, pinned); QS_PYTHON stays
 # empty (those tests skip) when pip or the network is unavailable. pip's cache keeps the wheels (torch
-# is ~3.5 GB with its CUDA libraries), so only the first run downloads them.
+# is ~3.5 GB with its CUDA libraries), so only the first run downloads them. llama-cpp-python
+# (requirements-llama.txt: llama.cpp's own quantizer, the oracle of test_ggml_oracle) is an sdist: pip
+# builds llama.cpp with CMake (~9 min on 2 cores, first run only: the built wheel is cached), with the
+# library and ggml alone (no tools, examples, tests, server, mtmd) and no -march=native.
 QS_PYTHON=""
 pyenv_check() { "$1" -c 'import safetensors, numpy, h5py, gguf' >/dev/null 2>&1; }
-clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel' >/dev/null 2>&1; }
+clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel, llama_cpp' >/dev/null 2>&1; }
+llama_cmake_args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
+-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF"
 clients() {
   local py=$root/.venv/bin/python pip=(--no-input --disable-pip-version-check --timeout 60)
   if clients_check "$py"; then echo "reusing the client packages"; return 0; fi
   "$py" -m pip install -q "${pip[@]}" -r "$root/tests/py/requirements-clients.txt" &&
     "$py" -m pip install -q "${pip[@]}" --no-deps -r "$root/tests/py/requirements-gptqmodel.txt" \
     || { echo "pip install of the clients failed (offline?): test_hf_client will skip"; return 77; }
+  CMAKE_ARGS=$llama_cmake_args CMAKE_BUILD_PARALLEL_LEVEL=$jobs \
+    "$py" -m pip install -q "${pip[@]}" -r "$root/tests/py/requirements-llama.txt" \
+    || { echo "pip install of llama-cpp-python failed: test_ggml_oracle will skip"; return 77; }
   clients_check "$py" || { echo "the client packages do not import: test_hf_client will skip"; return 77; }
 }
 venv() {
