@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `qshard inspect` — test_inspect.sh crafted: files written by qshard's writer (single + sharded),
-# and crafted bad inputs that must fail with a message naming the file (never a signal);
-# test_inspect.sh data: the shared checkpoints and an HDF5 token file (skips without QS_DATA_DIR).
+# `qshard inspect` — test_inspect.sh crafted: files written by qshard's writers (safetensors single +
+# sharded, GGUF), and crafted bad inputs that must fail with a message naming the file (never a signal);
+# test_inspect.sh data: the shared checkpoints, an HDF5 token file and llama.cpp's vocabulary GGUF
+# (skips without QS_DATA_DIR).
 set -uo pipefail
 mode=${1:-crafted}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qs_inspect.XXXXXX")
@@ -54,6 +55,19 @@ if [ "$mode" = crafted ]; then
   run_bad "$tmp/missing.safetensors" missing.safetensors
   mkdir "$tmp/emptydir"
   run_bad "$tmp/emptydir" emptydir
+  # GGUF: the known file of test_gguf_io (every value type, 6 tensors, alignment 64)
+  "$QS_BUILD/tests/test_gguf_io" --write "$tmp/known.gguf" || { fail "test_gguf_io --write"; exit 1; }
+  run_ok "$tmp/known.gguf" '^gguf: .* \(version 3, 29 KVs, 6 tensors, alignment 64, data at byte 1344, 2048 bytes\)$' \
+    '^test\.u64 +u64 +10000000000000000000$' '^test\.f64 +f64 +-2\.5e\+300$' '^test\.bool_false +bool +false$' \
+    '^test\.str +str +"héllo ▁ world"$' '^test\.arr\.str +arr\[str,3\] +\["a", "", "ü▁"\]$' \
+    '^test\.arr\.empty +arr\[i32,0\] +\[\]$' '^t\.q4_k +Q4_K +\[256, 1, 1, 2\] +256 +288$' \
+    '^t\.empty +F32 +\[0, 4\] +704 +0$' '^tensors: 6$' '^parameters: 654$' '^bytes: 459 ' ' Q4_K=288'
+  printf 'GGUF\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' >"$tmp/v1.gguf"
+  run_bad "$tmp/v1.gguf" v1.gguf
+  grep -q "GGUFv1 is no longer supported" "$tmp/err" || fail "v1.gguf: message does not say why"
+  head -c 1500 "$tmp/known.gguf" >"$tmp/trunc.gguf"
+  run_bad "$tmp/trunc.gguf" trunc.gguf
+  grep -q "is not within the file" "$tmp/err" || fail "trunc.gguf: message does not say why"
   "$QSHARD" inspect >/dev/null 2>&1; [ $? -eq 2 ] || fail "no argument: expected rc 2"
   "$QSHARD" inspect a b >/dev/null 2>&1; [ $? -eq 2 ] || fail "two arguments: expected rc 2"
 else
@@ -65,7 +79,10 @@ else
     '^model.embed_tokens.weight +BF16 +\[8192, 512\] +8388608 +model-00001-of-00004.safetensors$' \
     '^tensors: 74$' '^parameters: 28320256$' '^bytes: 56640512 ' 'BF16=56640512'
   run_ok "$data/stories260K/tinystories_sample.tok512.h5" '^hdf5: ' '^/input_ids +int32 +\[15508\] +62032$' '^datasets: 1$'
-  run_bad "$data/tokenizers/ggml-vocab-llama-spm.gguf" ggml-vocab-llama-spm.gguf
+  run_ok "$data/tokenizers/ggml-vocab-llama-spm.gguf" '^gguf: .* \(version 3, 22 KVs, 0 tensors, alignment 32, ' \
+    '^tokenizer\.ggml\.tokens +arr\[str,32000\] +\["<unk>", "<s>", "</s>", "<0x00>", "<0x01>", \.\.\.\]$' \
+    '^tokenizer\.ggml\.token_type +arr\[i32,32000\] +\[2, 3, 3, 6, 6, \.\.\.\]$' \
+    '^llama\.attention\.layer_norm_rms_epsilon +f32 +1e-05$' '^tokenizer\.ggml\.add_bos_token +bool +true$' '^tensors: 0$'
 fi
 
 [ $fails -eq 0 ] || { echo "test_inspect $mode: $fails failure(s)"; exit 1; }

@@ -1,16 +1,20 @@
 // inspect.c — `qshard inspect FILE|DIR`: a summary of a safetensors file, a checkpoint directory
-// (model.safetensors or index + shards) or an HDF5 file. Runs on rank 0 only (other ranks return
-// at once; main() combines the exit codes). Every tensor is listed, then totals and metadata.
+// (model.safetensors or index + shards), an HDF5 file or a GGUF file. Runs on rank 0 only (other
+// ranks return at once; main() combines the exit codes). Every tensor is listed, then totals and
+// metadata (GGUF: the KVs first, arrays summarized).
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "comm.h"
 #include "cli/commands.h"
+#include "io/ggml_types.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
 
 static void inspect_usage(FILE *out) {
@@ -19,7 +23,10 @@ static void inspect_usage(FILE *out) {
           "Lists every tensor of a safetensors file or checkpoint directory (name, dtype, shape,\n"
           "bytes, and the shard file for sharded checkpoints), then the totals (tensors, parameters,\n"
           "bytes, bytes per dtype) and the __metadata__; for an HDF5 file lists every dataset (type,\n"
-          "shape, bytes). The input is validated as qshard reads it: a malformed file is an error.\n");
+          "shape, bytes); for a GGUF file lists every metadata key (type and value; arrays as\n"
+          "type, count and first values), every tensor (name, ggml type, ne innermost first, offset\n"
+          "in the data section, bytes) and the totals. The input is validated as qshard reads it\n"
+          "(GGUF: as llama.cpp does): a malformed file is an error.\n");
 }
 
 // ---- file kind -----------------------------------------------------------------------------------
@@ -200,7 +207,124 @@ static qs_status inspect_hdf5(const char *path) {
     QS_FAIL(QS_ERR_FORMAT, "%s: cannot read the object tree (dataset %zu)", path, v.n_datasets + 1);
   printf("\ndatasets: %zu\nbytes: %" PRIu64 " (%.2f MiB)\n", v.n_datasets, v.bytes, (double)v.bytes / (1024.0 * 1024.0));
 fail:
-  if (f >= 0 && H5Fclose(f) < 0 && status == QS_OK) status = qs_report(QS_ERR_IO, __FILE__, __LINE__, __func__, "%s: H5Fclose failed", path);
+  if (f >= 0 && H5Fclose(f) < 0 && status == QS_OK)
+    status = qs_report(QS_ERR_IO, __FILE__, __LINE__, __func__, "%s: H5Fclose failed", path);
+  return status;
+}
+
+// ---- GGUF ----------------------------------------------------------------------------------------
+
+// A string value quoted, control bytes escaped, cut after `max` bytes (at a UTF-8 boundary).
+static void gguf_print_str(const char *s, uint64_t len, size_t max) {
+  size_t n = len > max ? max : (size_t)len;
+  while (n < len && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  putchar('"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') printf("\\%c", c);
+    else if (c == '\n') printf("\\n");
+    else if (c == '\t') printf("\\t");
+    else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+    else putchar(c);
+  }
+  putchar('"');
+  if (n < len) printf("... (%" PRIu64 " bytes)", len);
+}
+
+// The shortest %g form that reads back as the same float (f32) or double.
+static void print_shortest(double x, int is_f32) {
+  char buf[40];
+  for (int prec = is_f32 ? 6 : 15; prec <= 17; prec++) {
+    snprintf(buf, sizeof(buf), "%.*g", prec, x);
+    double back = strtod(buf, NULL);
+    if (is_f32 ? (float)back == (float)x : back == x) break;
+  }
+  printf("%s", buf);
+}
+
+// Element i of a KV's values.
+static void gguf_print_value(const struct qs_gguf_kv *kv, uint64_t i, size_t max_str) {
+  const void *d = kv->data;
+  switch (kv->elem) {
+  case QS_GGUF_U8: printf("%u", ((const uint8_t *)d)[i]); break;
+  case QS_GGUF_I8: printf("%d", ((const int8_t *)d)[i]); break;
+  case QS_GGUF_U16: printf("%u", ((const uint16_t *)d)[i]); break;
+  case QS_GGUF_I16: printf("%d", ((const int16_t *)d)[i]); break;
+  case QS_GGUF_U32: printf("%" PRIu32, ((const uint32_t *)d)[i]); break;
+  case QS_GGUF_I32: printf("%" PRId32, ((const int32_t *)d)[i]); break;
+  case QS_GGUF_U64: printf("%" PRIu64, ((const uint64_t *)d)[i]); break;
+  case QS_GGUF_I64: printf("%" PRId64, ((const int64_t *)d)[i]); break;
+  case QS_GGUF_F32: print_shortest(((const float *)d)[i], 1); break;
+  case QS_GGUF_F64: print_shortest(((const double *)d)[i], 0); break;
+  case QS_GGUF_BOOL: printf("%s", ((const uint8_t *)d)[i] ? "true" : "false"); break;
+  case QS_GGUF_STRING: gguf_print_str(((char *const *)d)[i], kv->lens[i], max_str); break;
+  default: printf("?"); break;
+  }
+}
+
+// One line per KV: "key  type  value"; arrays "arr[type,count]  [first 5 values, ...]".
+static void gguf_print_kvs(const struct qs_gguf_file *f) {
+  int wkey = 3;
+  for (size_t i = 0; i < f->n_kv; i++) wkey = QS_MAX(wkey, (int)QS_MIN(strlen(f->kv[i].key), 48));
+  printf("\n%-*s  %-16s  %s\n", wkey, "key", "type", "value");
+  for (size_t i = 0; i < f->n_kv; i++) {
+    const struct qs_gguf_kv *kv = &f->kv[i];
+    char type[40];
+    if (kv->type == QS_GGUF_ARRAY)
+      snprintf(type, sizeof(type), "arr[%s,%" PRIu64 "]", qs_gguf_type_name(kv->elem), kv->n);
+    else snprintf(type, sizeof(type), "%s", qs_gguf_type_name(kv->type));
+    printf("%-*s  %-16s  ", wkey, kv->key, type);
+    if (kv->type != QS_GGUF_ARRAY) {
+      gguf_print_value(kv, 0, 120);
+    } else {
+      putchar('[');
+      for (uint64_t j = 0; j < kv->n && j < 5; j++) {
+        if (j) printf(", ");
+        gguf_print_value(kv, j, 40);
+      }
+      printf("%s]", kv->n > 5 ? ", ..." : "");
+    }
+    putchar('\n');
+  }
+}
+
+static void gguf_print_tensors(const struct qs_gguf_file *f) {
+  uint64_t params = 0, bytes = 0, by_type[QS_GGML_TYPE_MAX] = {0};
+  int wname = 4;
+  for (size_t i = 0; i < f->n_tensors; i++) wname = QS_MAX(wname, (int)strlen(f->tensors[i].name));
+  if (f->n_tensors) printf("\n%-*s  %-7s  %-24s  %14s  %14s\n", wname, "name", "type", "ne", "offset", "bytes");
+  else printf("\n(no tensors: a vocabulary-only file)\n");
+  for (size_t i = 0; i < f->n_tensors; i++) {
+    const struct qs_gguf_tensor *t = &f->tensors[i];
+    char ne[96];
+    size_t k = (size_t)snprintf(ne, sizeof(ne), "[");
+    for (int d = 0; d < t->n_dims && k < sizeof(ne); d++)
+      k += (size_t)snprintf(ne + k, sizeof(ne) - k, "%s%" PRId64, d ? ", " : "", t->ne[d]);
+    if (k < sizeof(ne)) snprintf(ne + k, sizeof(ne) - k, "]");
+    printf("%-*s  %-7s  %-24s  %14" PRIu64 "  %14" PRIu64 "\n", wname, t->name, qs_ggml_type_name(t->type), ne,
+           t->offset, t->nbytes);
+    params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+    bytes += t->nbytes;
+    by_type[t->type] += t->nbytes;
+  }
+  printf("\ntensors: %zu\nparameters: %" PRIu64 "\nbytes: %" PRIu64 " (%.2f MiB)\nbytes by type:", f->n_tensors, params,
+         bytes, (double)bytes / (1024.0 * 1024.0));
+  for (int t = 0; t < QS_GGML_TYPE_MAX; t++)
+    if (by_type[t]) printf(" %s=%" PRIu64, qs_ggml_type_name(t), by_type[t]);
+  printf("%s\n", bytes ? "" : " (none)");
+  if (params) printf("bits per weight: %.4f\n", 8.0 * (double)bytes / (double)params);
+}
+
+static qs_status inspect_gguf(const char *path) {
+  qs_status status = QS_OK;
+  struct qs_gguf_file f;
+  QS_TRY(qs_gguf_open(&f, path));
+  printf("gguf: %s (version %" PRIu32 ", %zu KVs, %zu tensors, alignment %" PRIu64 ", data at byte %" PRIu64
+         ", %" PRIu64 " bytes)\n", path, f.version, f.n_kv, f.n_tensors, f.alignment, f.data_offset, f.file_size);
+  gguf_print_kvs(&f);
+  gguf_print_tensors(&f);
+  qs_gguf_close(&f);
+fail:
   return status;
 }
 
@@ -212,14 +336,12 @@ static int inspect_run(const char *path) {
   qs_status st = QS_OK;
   switch (kind) {
   case INSPECT_HDF5: st = inspect_hdf5(path); break;
-  case INSPECT_GGUF:
-    fprintf(stderr, "qshard inspect: %s is a GGUF file; inspect reads safetensors and HDF5 only\n", path);
-    return 1;
+  case INSPECT_GGUF: st = inspect_gguf(path); break;
   case INSPECT_CKPT: st = inspect_ckpt(path); break;
   }
   if (st != QS_OK) {
     fprintf(stderr, "qshard inspect: cannot inspect %s (%s); expected a .safetensors file, a checkpoint "
-            "directory or an HDF5 file\n", path, qs_status_str(st));
+            "directory, an HDF5 file or a GGUF file\n", path, qs_status_str(st));
     return 1;
   }
   fflush(stdout);
