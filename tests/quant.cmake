@@ -4,3 +4,8 @@ qs_add_c_test(test_gptq_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq_pack.
 qs_add_sh_test(test_quantize test_quantize.sh LABELS mpi data)
 # The neutral module record and the bit helpers (src/quant/record.h, src/base/bits.h).
 qs_add_c_test(test_record SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_record.c LABELS unit)
+# llama.cpp's GGUF (src/formats/gguf.c): mixes, fallbacks, rank/thread invariance, imatrix, refusals.
+qs_add_sh_test(test_gguf test_gguf.sh LABELS mpi data)
+# llama.cpp itself (llama-cpp-python, gguf-py) reads the GGUF files: byte-identity with llama-quantize
+# for every type, its perplexity and greedy ids (tests/py/llama_client.{sh,py}).
+qs_add_sh_test(test_llama_client py/llama_client.sh LABELS python data mpi)

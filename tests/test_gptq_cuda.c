@@ -601,7 +601,7 @@ static void rtn_case(const struct qs_grid *g, int nrows, int K, int64_t *ties) {
   qs_grid_name(g, name, sizeof(name));
   rtn_fill(W, nrows, K, g->group_size, g->bits);
   for (int r = 0; r < nrows; r++)
-    qs_grid_quantize_row_ref(g, W + (size_t)r * K, K, cr + (size_t)r * K, sr + (size_t)r * G, zr + (size_t)r * G,
+    qs_grid_quantize_row_ref(g, W + (size_t)r * K, NULL, K, cr + (size_t)r * K, sr + (size_t)r * G, zr + (size_t)r * G,
                              Qr + (size_t)r * K);
   float *Wd = dev_put(W, sizeof(float) * nk), *sd = dev_put(NULL, sizeof(float) * ng);
   uint8_t *cd = dev_put(NULL, nk), *zd = dev_put(NULL, ng);

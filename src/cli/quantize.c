@@ -31,7 +31,14 @@ static void usage(FILE *out) {
           "  --format F[,F...]      output formats (default gptq): gptq = GPTQ v1 (vLLM, transformers +\n"
           "                         optimum/GPTQModel, AutoGPTQ), compressed-tensors = pack-quantized (vLLM,\n"
           "                         transformers + compressed-tensors), trtllm = TensorRT-LLM rank files (needs\n"
-          "                         --tp). The first model directory goes to OUT, the others to OUT/<format>\n"
+          "                         --tp), gguf:TYPE = llama.cpp's GGUF (OUT/<model>-TYPE.gguf; TYPE F32 F16\n"
+          "                         BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S/M/L Q4_K_S/M Q5_K_S/M Q6_K IQ4_NL:\n"
+          "                         llama-quantize's mix, each tensor byte for byte its output; method rtn,\n"
+          "                         grid options do not apply). The first model directory goes to OUT, the\n"
+          "                         others to OUT/<format>\n"
+          "  --imatrix[=FILE]       gguf: importance-weighted k-quant searches (llama-quantize --imatrix): from\n"
+          "                         the --calib activations (also written as OUT/imatrix.gguf, llama.cpp's\n"
+          "                         imatrix format), or =FILE an imatrix GGUF (e.g. made by llama-imatrix)\n"
           "  --max-shard-size MB    safetensors shard size (default 4096)\n"
           "  --tp T                 also write OUT/trtllm/: a TensorRT-LLM checkpoint for T tensor-parallel\n"
           "                         ranks (config.json, rank{t}.safetensors; 4-bit W4A16_GPTQ, see README)\n"
@@ -67,6 +74,7 @@ enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN,
 
 enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON }; // resume and progress (qstate.h, progress.h)
 enum { OPT_STAGES = 768 };                                            // the stage x data grid (stages.h)
+enum { OPT_IMATRIX = 1024 };                                          // importance (quant/imatrix.h)
 
 static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
   char *end = NULL;
@@ -81,16 +89,26 @@ static int parse_num(const char *opt, const char *v, long long lo, long long hi,
 
 // Returns 0 ok, 1 help printed, -1 error (message printed).
 // --format a,b,...: each a row of the format table, once.
+// NAME:ARG passes ARG to the format (gguf:Q4_K_M), which checks it.
 static int parse_formats(const char *list, struct qs_run_opts *a) {
-  char buf[256];
+  static char buf[512]; // the arguments point into it for the rest of the run
+  char msg[256];
   snprintf(buf, sizeof(buf), "%s", list);
   a->n_formats = 0;
   for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    char *arg = strchr(t, ':');
+    if (arg) *arg++ = '\0';
     const struct qs_format *f = qs_format_find(t);
     if (!f) {
       fprintf(stderr, "qshard quantize: --format '%s': expected a list of %s\n", t, qs_format_names());
       return -1;
     }
+    if (f->parse_arg ? f->parse_arg(arg, msg, sizeof(msg)) : arg != NULL) {
+      if (!f->parse_arg) snprintf(msg, sizeof(msg), "%s takes no argument (':%s')", t, arg);
+      fprintf(stderr, "qshard quantize: --format %s\n", msg);
+      return -1;
+    }
+    a->format_args[a->n_formats] = arg;
     for (int i = 0; i < a->n_formats; i++)
       if (a->formats[i] == f) { fprintf(stderr, "qshard quantize: --format: %s given twice\n", t); return -1; }
     if (a->n_formats == QS_MAX_FORMATS) { fprintf(stderr, "qshard quantize: --format: too many\n"); return -1; }
@@ -127,10 +145,12 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"metrics-file", 1, 0, OPT_METRICS},
       {"log-json", 0, 0, OPT_LOG_JSON}, {"stages", 1, 0, OPT_STAGES},
       {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
-      {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+      {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"imatrix", 2, 0, OPT_IMATRIX},
+      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   long long v = 0;
   unsigned given = 0; // QS_MOPT_* options on the command line
-  int static_groups = 0;
+  int static_groups = 0, method_given = 0;
+  const char *grid_opt = NULL; // a grid option given (--bits, --group-size, --sym, --asym)
   *a = (struct qs_run_opts){.method = qs_method_find("gptq"), .q = qs_qopts_default(), .formats = {qs_format_find("gptq")},
                             .n_formats = 1, .samples = 128, .max_shard_mb = 4096, .stages = 1, .state_interval = -1};
   optind = 1;
@@ -147,8 +167,12 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case OPT_LOG_JSON: a->log_json = 1; break;
     case OPT_METRICS: a->metrics_file = optarg; break;
     case OPT_STATE_INT: if (parse_num("--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
-    case OPT_SYM: a->q.grid.sym = 1; break;
-    case OPT_ASYM: a->q.grid.sym = 0; break;
+    case OPT_SYM: a->q.grid.sym = 1; grid_opt = "--sym"; break;
+    case OPT_ASYM: a->q.grid.sym = 0; grid_opt = "--asym"; break;
+    case OPT_IMATRIX:
+      a->imatrix = optarg ? QS_IMP_TABLE : QS_IMP_CALIB;
+      a->imatrix_file = optarg;
+      break;
     case OPT_ACT:
       given |= QS_MOPT_ACT_ORDER;
       if (!optarg || !strcmp(optarg, "static") || !strcmp(optarg, "weight")) a->q.act_order = QS_ACT_ORDER_STATIC;
@@ -178,6 +202,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       a->q.factor_f64 = !strcmp(optarg, "fp64");
       break;
     case 'M':
+      method_given = 1;
       if (!(a->method = qs_method_find(optarg))) {
         fprintf(stderr, "qshard quantize: --method '%s': expected %s\n", optarg, qs_method_names());
         return -1;
@@ -191,8 +216,12 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       if (!*optarg || *end) { fprintf(stderr, "qshard quantize: --damp '%s': not a number\n", optarg); return -1; }
       break;
     }
-    case 'b': if (parse_num("--bits", optarg, 2, 8, &v)) return -1; a->q.grid.bits = (int)v; break;
-    case OPT_GS: if (parse_num("--group-size", optarg, -1, 1 << 20, &v)) return -1; a->q.grid.group_size = (int)v; break;
+    case 'b': if (parse_num("--bits", optarg, 2, 8, &v)) return -1; a->q.grid.bits = (int)v; grid_opt = "--bits"; break;
+    case OPT_GS:
+      if (parse_num("--group-size", optarg, -1, 1 << 20, &v)) return -1;
+      a->q.grid.group_size = (int)v;
+      grid_opt = "--group-size";
+      break;
     case OPT_BLOCK: given |= QS_MOPT_BLOCK; if (parse_num("--block", optarg, 1, 1 << 16, &v)) return -1; a->q.block_size = (int)v; break;
     case 'n': if (parse_num("--samples", optarg, 1, 1 << 24, &v)) return -1; a->samples = (int)v; break;
     case 'L': if (parse_num("--seqlen", optarg, 1, 1 << 22, &v)) return -1; a->seqlen = (int)v; break;
@@ -209,6 +238,23 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
   }
   if (optind < argc) { fprintf(stderr, "qshard quantize: unexpected argument '%s'\n", argv[optind]); return -1; }
   if (!a->model || !a->out) { fprintf(stderr, "qshard quantize: --model and --out are required\n"); return -1; }
+  // A format that sets its own grid (gguf:TYPE) brings its method and takes no grid options.
+  int own_grid = 0;
+  for (int i = 0; i < a->n_formats; i++) own_grid |= a->formats[i]->module_grid != NULL;
+  if (!method_given && a->formats[0]->method) a->method = qs_method_find(a->formats[0]->method);
+  if (own_grid && grid_opt) {
+    fprintf(stderr, "qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
+    return -1;
+  }
+  if (a->imatrix && !own_grid) {
+    fprintf(stderr, "qshard quantize: --imatrix weights llama.cpp's k-quant searches: it needs --format gguf:TYPE\n");
+    return -1;
+  }
+  if (a->imatrix == QS_IMP_CALIB && !a->calib) {
+    fprintf(stderr, "qshard quantize: --imatrix without a file computes the importance from --calib: give --calib "
+            "(or --imatrix=FILE)\n");
+    return -1;
+  }
   if (check_method_options(a, given)) return -1;
   if (a->q.grid.bits != 2 && a->q.grid.bits != 3 && a->q.grid.bits != 4 && a->q.grid.bits != 8) {
     fprintf(stderr, "qshard quantize: --bits %d: expected 2, 3, 4 or 8\n", a->q.grid.bits);

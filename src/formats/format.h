@@ -33,7 +33,10 @@ struct qs_format_run {
   const char *model_dir;      // the input model: config.json, tokenizer and other files come from it
   const struct qs_config *cfg;
   const struct qs_ckpt *ckpt; // the input tensors
+  const char *arg;            // what followed "NAME:" in --format (gguf:Q4_K_M), or NULL
   const char *method;         // method name, for the configs
+  const char *calib;          // the calibration data file (NULL without), and its windows
+  int calib_samples;
   const struct qs_qopts *opts; // grid and method options the records were made with
   int tp;                     // --tp T: tensor-parallel ranks (trtllm); 0 otherwise
   uint64_t max_shard_bytes;   // safetensors shard size of model directories (0: one file)
@@ -54,8 +57,16 @@ struct qs_format {
   // Before any work, on every rank: 0 when this format can hold the run's output, else writes why into
   // msg (one sentence naming the option or shape) and returns 1. The caller prints it once.
   int (*refuse)(const struct qs_format_run *fr, char *msg, size_t cap);
+  // The method a run writing this format (first) uses when --method is not given (NULL: gptq).
+  const char *method;
+  // Checks the format's argument (--format NAME:ARG; arg NULL when none): 0, or a message in msg.
+  int (*parse_arg)(const char *arg, char *msg, size_t cap);
   // Narrows the grid the run quantizes on to what this format stores exactly (may be NULL).
-  void (*constrain)(struct qs_grid *g);
+  void (*constrain)(const struct qs_format_run *fr, struct qs_grid *g);
+  // The grid of linear module `lin` (enum qs_lin) of decoder layer `layer`, for a format that
+  // chooses it per module (llama.cpp's mixes: more bits for some attn_v / ffn_down); NULL: the run's
+  // grid everywhere. Called with the run's grid in *g.
+  void (*module_grid)(const struct qs_format_run *fr, int layer, int lin, struct qs_grid *g);
   // The scale dtypes it stores exactly (bits 1u << qs_dtype). The run rounds scales to the model's
   // dtype when every chosen format takes it, else to fp16 (qs_format_scale_dtype).
   unsigned scale_dtypes;
@@ -72,10 +83,11 @@ struct qs_format {
   int (*detect)(const json_t *qc);
   qs_status (*load_linear)(const json_t *qc, const struct qs_ckpt *ck, const char *prefix, int64_t N, int64_t K,
                            float *W);
-  // Reading a directory that is not a Hugging Face model directory (TensorRT-LLM rank files): is_dir
-  // says whether dir is one of this format's; open_dir reassembles it in memory as the Hugging Face
-  // checkpoint it was cut from — the config, the tensors under their HF names, and the
-  // quantization_config (*qc, new reference) whose reader then loads the linears.
+  // Reading a path that is not a Hugging Face model directory (TensorRT-LLM rank files, a GGUF file or
+  // a directory holding one): is_dir says whether the path is one of this format's; open_dir
+  // reassembles it in memory as a Hugging Face checkpoint — the config, the tensors under their HF
+  // names, and the quantization_config (*qc, new reference) whose reader then loads the linears, or
+  // *qc = NULL when every tensor is already dequantized to fp32 (GGUF).
   int (*is_dir)(const char *dir);
   qs_status (*open_dir)(const char *dir, struct qs_config *cfg, struct qs_ckpt *ck, json_t **qc);
 };

@@ -31,7 +31,8 @@ static int gptq_refuse(const struct qs_format_run *fr, char *msg, size_t cap) {
 }
 
 // v1 stores zero - 1 in `bits` bits: a zero point of 0 would wrap (gptq.h).
-static void gptq_constrain(struct qs_grid *g) {
+static void gptq_constrain(const struct qs_format_run *fr, struct qs_grid *g) {
+  (void)fr;
   if (!g->sym && g->min_zero < 1) g->min_zero = 1;
 }
 

@@ -200,7 +200,8 @@ static int trt_refuse(const struct qs_format_run *fr, char *msg, size_t cap) {
 
 // The GPTQ import dequantizes (q - 8)*s + zero with zero derived from the v1 stored zero (z - 1):
 // a zero point of 0 would wrap, as in GPTQ v1.
-static void trt_constrain(struct qs_grid *g) {
+static void trt_constrain(const struct qs_format_run *fr, struct qs_grid *g) {
+  (void)fr;
   if (!g->sym && g->min_zero < 1) g->min_zero = 1;
 }
 

@@ -146,15 +146,16 @@ qs_status qs_model_open(struct qs_model *m, const char *dir) {
   m->dir = strdup(dir);
   cfg_path = qs_path_join(dir, "config.json");
   if (!m->dir || !cfg_path) QS_FAIL(QS_ERR_OOM, "out of memory");
-  if (!qs_path_is_dir(dir)) QS_FAIL(QS_ERR_IO, "%s: no such model directory", dir);
   struct qs_ckpt ck;  // adopted only once open succeeded (a failed open cleans up after itself)
   const struct qs_format *df = qs_format_for_dir(dir);
-  if (df) { // another layout (TensorRT-LLM rank files), reassembled in memory by its format
+  if (df) { // another layout (TensorRT-LLM rank files, a GGUF file), reassembled in memory by its format
     char msg[256];
     QS_TRY(df->open_dir(dir, &m->cfg, &ck, &m->quant_config));
     m->ckpt = ck;
-    if (!(m->format = qs_format_detect(m->quant_config, msg, sizeof(msg)))) QS_FAIL(QS_ERR_INTERNAL, "%s: %s", dir, msg);
+    if (m->quant_config && !(m->format = qs_format_detect(m->quant_config, msg, sizeof(msg))))
+      QS_FAIL(QS_ERR_INTERNAL, "%s: %s", dir, msg);
   } else {
+    if (!qs_path_is_dir(dir)) QS_FAIL(QS_ERR_IO, "%s: no such model directory", dir);
     QS_TRY(qs_config_load(&m->cfg, cfg_path));
     if (m->cfg.quant_method[0]) QS_TRY(open_quant_config(m, cfg_path));
     QS_TRY(qs_ckpt_open(&ck, dir));

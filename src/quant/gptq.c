@@ -183,6 +183,8 @@ qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K
   qs_status status = QS_OK;
   memset(prep, 0, sizeof(*prep));
   QS_TRY(qs_qopts_check(opts, K, name));
+  if (opts->grid.kind != QS_GRID_INT)
+    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: GPTQ solves integer grids only; llama.cpp's block grids take --method rtn", name);
   if (K > INT_MAX) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: K = %lld columns is too large", name, (long long)K);
   for (size_t i = 0; i < (size_t)K * K; i++)
     if (!isfinite(H[i])) QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian entry %zu is %g", name, i, (double)H[i]);

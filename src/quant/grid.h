@@ -6,6 +6,10 @@
 //
 // Groups: group g of a row covers columns [g*gs, min((g+1)*gs, K)) in quantization order (gs =
 // group_size; -1 = one group per row; a ragged last group is allowed): G = qs_grid_n_groups(K).
+//
+// QS_GRID_GGML is llama.cpp's block grids (quant/grid_ggml.h): a row's result is its blocks as ggml
+// defines them (scales packed with the codes by the grid's own definition), so a record of this
+// grid holds qs_grid_row_codes(K) bytes per row and no separate scales (G = 0).
 #ifndef QS_GRID_H
 #define QS_GRID_H
 
@@ -20,6 +24,7 @@ extern "C" {
 
 enum qs_grid_kind {
   QS_GRID_INT = 0, // min/max integer grid, 2/3/4/8 bits, symmetric or with a zero point (grid_int.h)
+  QS_GRID_GGML,     // a llama.cpp block type (ggml_type), byte for byte its reference quantizer
   QS_GRID_COUNT
 };
 
@@ -32,6 +37,7 @@ struct qs_grid {
                   // bits (GPTQ v1, TensorRT-LLM's GPTQ import): a zero of 0 would wrap there.
   int scale_dtype; // qs_dtype the scales are rounded to before any code is computed: what the output
                    // formats store exactly (F16 for GPTQ v1; compressed-tensors stores the model's dtype)
+  int ggml_type;   // QS_GRID_GGML: the block type (io/ggml_types.h); group_size is its block, bits 8
 };
 
 // bits 4, sym, group 128, min_zero 0, fp16 scales.
@@ -39,6 +45,11 @@ struct qs_grid qs_grid_default(void);
 // QS_ERR_ARG naming `what` unless the grid is valid for rows of K columns.
 qs_status qs_grid_check(const struct qs_grid *g, int64_t K, const char *what);
 int64_t qs_grid_n_groups(const struct qs_grid *g, int64_t K);
+// Bytes of codes per row of K weights in a record: K (one code per weight) for QS_GRID_INT, the
+// row's blocks for QS_GRID_GGML.
+int64_t qs_grid_row_codes(const struct qs_grid *g, int64_t K);
+// The grid of llama.cpp type `ggml_type` (for rows that are whole blocks of it).
+struct qs_grid qs_grid_ggml(int ggml_type);
 // "int4 sym g128" / "int3 asym per-row": for logs and reports.
 void qs_grid_name(const struct qs_grid *g, char *buf, size_t cap);
 
@@ -58,9 +69,11 @@ static inline float qs_grid_value(const struct qs_grid *g, struct qs_qparams p, 
 }
 
 // One row x [K] quantized on its own grids (RTN, the definition the GPU's RTN kernel matches):
-// codes [K], params [G] (scales, zeros), q_out [K] the values (may be x).
-void qs_grid_quantize_row_ref(const struct qs_grid *g, const float *x, int64_t K, uint8_t *codes, float *scales,
-                              uint8_t *zeros, float *q_out);
+// codes [qs_grid_row_codes(K)], params [G] (scales, zeros), q_out [K] the values (may be x).
+// imp: NULL, or [K] importance weights (an imatrix row) that the grids with a weighted search use
+// (QS_GRID_GGML: llama.cpp's quant_weights path); the INT grid ignores them.
+void qs_grid_quantize_row_ref(const struct qs_grid *g, const float *x, const float *imp, int64_t K, uint8_t *codes,
+                              float *scales, uint8_t *zeros, float *q_out);
 
 // g_idx[k] = k / gs (0 for one group per row): contiguous groups in the original column order.
 void qs_grid_g_idx_contiguous(const struct qs_grid *g, int64_t K, int32_t *g_idx);

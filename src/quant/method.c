@@ -30,6 +30,15 @@ struct qs_qopts qs_qopts_default(void) {
                            .block_size = 128};
 }
 
+int qs_qopts_same(const struct qs_qopts *a, const struct qs_qopts *b) {
+  const struct qs_grid *x = &a->grid, *y = &b->grid;
+  return x->kind == y->kind && x->bits == y->bits && x->sym == y->sym && x->group_size == y->group_size &&
+         x->min_zero == y->min_zero && x->scale_dtype == y->scale_dtype && x->ggml_type == y->ggml_type &&
+         a->importance == b->importance && a->imatrix == b->imatrix && a->imp_count == b->imp_count &&
+         a->act_order == b->act_order && a->damp == b->damp && a->block_size == b->block_size &&
+         a->factor_f64 == b->factor_f64;
+}
+
 qs_status qs_qopts_check(const struct qs_qopts *o, int64_t K, const char *what) {
   qs_status status = QS_OK;
   QS_TRY(qs_grid_check(&o->grid, K, what));

@@ -31,9 +31,21 @@ enum qs_act_order {
                        // ignores and compressed-tensors rejects; GPTQ v1 output only
 };
 
+// Importance weights for the grids with a weighted search (llama.cpp's k-quants: quant_weights).
+enum qs_importance {
+  QS_IMP_NONE = 0,
+  QS_IMP_CALIB, // from the calibration inputs: the group's Hessian diagonal (imatrix.h sum2/count)
+  QS_IMP_TABLE, // from an imatrix file (opts->imatrix), by module path
+};
+
+struct qs_imatrix;
+
 // What a method is asked to do: the grid, and its own options (each method lists those it accepts).
 struct qs_qopts {
   struct qs_grid grid;
+  int importance;                   // enum qs_importance
+  const struct qs_imatrix *imatrix; // QS_IMP_TABLE
+  float imp_count;                  // QS_IMP_CALIB: calibration tokens (imatrix counts)
   int act_order;  // enum qs_act_order
   float damp;     // GPTQ damping fraction of mean(diag H), 0 <= damp < 1 (raised x10 on failure)
   int block_size; // GPTQ lazy-update block in columns (<= 0: 128)
@@ -41,6 +53,8 @@ struct qs_qopts {
 };
 // int4 sym g128, no act-order, damp 0.01, block 128.
 struct qs_qopts qs_qopts_default(void);
+// 1 when a and b ask the same of a method (a prep made for one serves the other).
+int qs_qopts_same(const struct qs_qopts *a, const struct qs_qopts *b);
 // QS_ERR_ARG naming `what` when an option is out of range for rows of K columns.
 qs_status qs_qopts_check(const struct qs_qopts *o, int64_t K, const char *what);
 

@@ -6,6 +6,7 @@
 
 #include "base/bits.h"
 #include "base/parallel.h"
+#include "quant/grid_ggml.h"
 
 qs_status qs_qrecord_init(struct qs_qrecord *r, const char *name, int layer, int64_t N, int64_t K,
                           const struct qs_grid *g, int with_bias) {
@@ -19,7 +20,7 @@ qs_status qs_qrecord_init(struct qs_qrecord *r, const char *name, int layer, int
   r->K = K;
   r->G = qs_grid_n_groups(g, K);
   r->grid = *g;
-  QS_ALLOC(r->codes, N * K);
+  QS_ALLOC(r->codes, N * qs_grid_row_codes(g, K));
   QS_ALLOC(r->scales, N * r->G);
   QS_ALLOC(r->zeros, N * r->G);
   QS_ALLOC(r->g_idx, K);
@@ -54,6 +55,11 @@ int qs_qrecord_contiguous(const struct qs_qrecord *r) {
 
 qs_status qs_qrecord_dequant(const struct qs_qrecord *r, float *W) {
   qs_status status = QS_OK;
+  if (r->grid.kind == QS_GRID_GGML) {
+    const int64_t C = qs_grid_row_codes(&r->grid, r->K);
+    for (int64_t n = 0; n < r->N; n++) QS_TRY(qs_ggml_dequant_row_ref(r->grid.ggml_type, r->codes + n * C, r->K, W + n * r->K));
+    return QS_OK;
+  }
   for (int64_t k = 0; k < r->K; k++)
     if (r->g_idx[k] < 0 || r->g_idx[k] >= r->G)
       QS_FAIL(QS_ERR_FORMAT, "%s: g_idx[%lld] = %d is outside [0, %lld)", r->name, (long long)k, r->g_idx[k],
@@ -140,18 +146,18 @@ static qs_status add(struct qs_st_writer *w, const char *name, const char *suffi
 
 qs_status qs_qrecord_save(struct qs_st_writer *w, const struct qs_qrecord *r) {
   qs_status status = QS_OK;
-  int64_t row = (r->K * r->grid.bits + 7) / 8;
+  const int64_t C = qs_grid_row_codes(&r->grid, r->K), row = (C * r->grid.bits + 7) / 8;
   uint8_t *packed = NULL;
-  int32_t grid[6] = {(int32_t)r->grid.kind, r->grid.bits,     r->grid.sym,
-                     r->grid.group_size,   r->grid.min_zero, r->grid.scale_dtype};
+  int32_t grid[7] = {(int32_t)r->grid.kind, r->grid.bits,       r->grid.sym,        r->grid.group_size,
+                     r->grid.min_zero,      r->grid.scale_dtype, r->grid.ggml_type};
   QS_ALLOC(packed, r->N * row);
-  struct rows_job job = {.codes = r->codes, .stream = packed, .K = r->K, .row = row, .bits = r->grid.bits};
+  struct rows_job job = {.codes = r->codes, .stream = packed, .K = C, .row = row, .bits = r->grid.bits};
   qs_parallel_for(r->N, 256, rows_convert, &job);
   QS_TRY(add(w, r->name, "codes", QS_DTYPE_U8, 2, r->N, row, packed));
   QS_TRY(add(w, r->name, "scales", QS_DTYPE_F32, 2, r->N, r->G, r->scales));
   QS_TRY(add(w, r->name, "zeros", QS_DTYPE_U8, 2, r->N, r->G, r->zeros));
   QS_TRY(add(w, r->name, "g_idx", QS_DTYPE_I32, 1, r->K, 0, r->g_idx));
-  QS_TRY(add(w, r->name, "grid", QS_DTYPE_I32, 1, 6, 0, grid));
+  QS_TRY(add(w, r->name, "grid", QS_DTYPE_I32, 1, 7, 0, grid));
   if (r->bias) QS_TRY(add(w, r->name, "bias", QS_DTYPE_F32, 1, r->N, 0, r->bias));
   for (int i = 0; i < r->n_extra; i++) {
     char suffix[48];
@@ -188,11 +194,11 @@ qs_status qs_qrecord_load(const struct qs_st_file *f, const char *name, int laye
   qs_status status = QS_OK;
   const struct qs_st_tensor *gt, *ct, *st, *zt, *it, *bt;
   memset(r, 0, sizeof(*r));
-  int32_t gv[6];
-  QS_TRY(get(f, name, "grid", QS_DTYPE_I32, 1, 6, 0, 0, &gt));
+  int32_t gv[7];
+  QS_TRY(get(f, name, "grid", QS_DTYPE_I32, 1, 7, 0, 0, &gt));
   memcpy(gv, gt->data, sizeof(gv)); // a mapping offset need not be 4-aligned
   struct qs_grid g = {.kind = (enum qs_grid_kind)gv[0], .bits = gv[1], .sym = gv[2], .group_size = gv[3],
-                      .min_zero = gv[4], .scale_dtype = gv[5]};
+                      .min_zero = gv[4], .scale_dtype = gv[5], .ggml_type = gv[6]};
   char full[256];
   snprintf(full, sizeof(full), "%s.codes", name);
   const struct qs_st_tensor *c0 = qs_st_find(f, full);
@@ -202,13 +208,13 @@ qs_status qs_qrecord_load(const struct qs_st_file *f, const char *name, int laye
     QS_FAIL(QS_ERR_FORMAT, "%s: record %s: codes or g_idx missing or not 2-D / 1-D", f->path, name);
   int64_t N = c0->shape[0], K = i0->shape[0];
   QS_TRY(qs_qrecord_init(r, name, layer, N, K, &g, 0));
-  int64_t row = (K * g.bits + 7) / 8;
+  const int64_t C = qs_grid_row_codes(&g, K), row = (C * g.bits + 7) / 8;
   QS_TRY(get(f, name, "codes", QS_DTYPE_U8, 2, N, row, 0, &ct));
   QS_TRY(get(f, name, "scales", QS_DTYPE_F32, 2, N, r->G, 0, &st));
   QS_TRY(get(f, name, "zeros", QS_DTYPE_U8, 2, N, r->G, 0, &zt));
   QS_TRY(get(f, name, "g_idx", QS_DTYPE_I32, 1, K, 0, 0, &it));
   QS_TRY(get(f, name, "bias", QS_DTYPE_F32, 1, N, 0, 1, &bt));
-  struct rows_job job = {.codes = r->codes, .stream = (uint8_t *)ct->data, .K = K, .row = row, .bits = g.bits,
+  struct rows_job job = {.codes = r->codes, .stream = (uint8_t *)ct->data, .K = C, .row = row, .bits = g.bits,
                          .expand = 1};
   qs_parallel_for(N, 256, rows_convert, &job);
   memcpy(r->scales, st->data, (size_t)(N * r->G) * sizeof(float));
@@ -233,7 +239,7 @@ qs_status qs_qrecord_load(const struct qs_st_file *f, const char *name, int laye
     r->n_extra++;
     memcpy(e->data, t->data, (size_t)qs_st_numel(t) * sizeof(float));
   }
-  for (int64_t k = 0; k < K; k++)
+  for (int64_t k = 0; k < K && g.kind != QS_GRID_GGML; k++)
     if (r->g_idx[k] < 0 || r->g_idx[k] >= r->G)
       QS_FAIL(QS_ERR_FORMAT, "%s: record %s: g_idx[%lld] = %d outside [0, %lld)", f->path, name, (long long)k,
               r->g_idx[k], (long long)r->G);

@@ -13,11 +13,14 @@
 //   extra          float tensors a method adds (e.g. AWQ/SmoothQuant input scales), by name
 // The value of weight (n, k) is qs_grid_value(grid, {scales[n, g], zeros[n, g]}, codes[n, k]) with
 // g = g_idx[k]: qs_qrecord_dequant, the reference every format reader must reproduce.
+// A llama.cpp block grid (QS_GRID_GGML, grid.h) is the exception: its scales are part of its blocks
+// by definition, so codes [N, qs_grid_row_codes(K)] holds each row's blocks, G = 0, g_idx all 0.
 //
 // In the resume state a record is a set of tensors of a safetensors file (qs_qrecord_save/load):
-//   <name>.codes  U8  [N, ceil(K*bits/8)]  each row a little-endian bit stream of `bits`-wide codes
+//   <name>.codes  U8  [N, ceil(C*bits/8)]  each row a little-endian bit stream of `bits`-wide codes
+//                                          (C = qs_grid_row_codes(K): K, or a block grid's row bytes)
 //   <name>.scales F32 [N, G]   <name>.zeros U8 [N, G]   <name>.g_idx I32 [K]   <name>.bias F32 [N]
-//   <name>.grid   I32 [6]      kind, bits, sym, group_size, min_zero, scale_dtype
+//   <name>.grid   I32 [7]      kind, bits, sym, group_size, min_zero, scale_dtype, ggml_type
 //   <name>.x.<extra name>      F32, the extra tensors
 #ifndef QS_RECORD_H
 #define QS_RECORD_H

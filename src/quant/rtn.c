@@ -1,41 +1,68 @@
 // rtn.c — round-to-nearest (RTN): each group's grid found on the original weights and every weight
-// rounded to it, no error feedback and no calibration data (the method row of method.h). The GPU
-// entries (rtn_cuda.c) run the same grid code (grid_int.h) in a kernel: identical bytes.
+// rounded to it, no error feedback (the method row of method.h). On llama.cpp's block grids it is
+// llama.cpp's own quantizer (grid_ggml.h), optionally weighted by an importance vector (--imatrix):
+// what llama-quantize writes. The GPU entries (rtn_cuda.c) run the same INT grid code (grid_int.h)
+// in a kernel: identical bytes.
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "quant/imatrix.h"
 #include "quant/method.h"
 
 struct rtn_state {
   struct qs_qopts o;
   int64_t K;
+  float *imp; // [K] importance, or NULL
 };
 
-// Nothing depends on the Hessian: the state is the options and the row length.
+static void rtn_free(void *state) {
+  struct rtn_state *s = state;
+  if (!s) return;
+  free(s->imp);
+  free(s);
+}
+
+// The state is the options, the row length and the group's importance (QS_IMP_CALIB: from H; the
+// weights themselves never depend on H).
 static qs_status rtn_prep(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
                           struct qs_qprep_info *info) {
   qs_status status = QS_OK;
   struct rtn_state *s = NULL;
-  (void)H;
   QS_TRY(qs_qopts_check(o, K, name));
   QS_ALLOC(s, 1);
   *s = (struct rtn_state){.o = *o, .K = K};
+  if (o->importance == QS_IMP_CALIB) {
+    if (!H) QS_FAIL(QS_ERR_ARG, "%s: --imatrix from calibration needs --calib", name);
+    QS_ALLOC(s->imp, K);
+    for (int64_t k = 0; k < K; k++)
+      s->imp[k] = qs_imatrix_sum2_from_hessian(H[k * K + k], o->imp_count) / o->imp_count;
+  } else if (o->importance == QS_IMP_TABLE) {
+    const float *v = qs_imatrix_find(o->imatrix, name, K, &status);
+    QS_TRY(status);
+    if (v) {
+      QS_ALLOC(s->imp, K);
+      memcpy(s->imp, v, (size_t)K * sizeof(float));
+    }
+  }
   *info = (struct qs_qprep_info){0};
   *state = s;
+  return QS_OK;
 fail:
+  rtn_free(s);
   return status;
 }
 
 static qs_status rtn_rows(const void *state, float *W, int64_t nrows, int64_t row0, const struct qs_qrows *out) {
   qs_status status = QS_OK;
   const struct rtn_state *s = state;
-  const int64_t K = s->K, G = qs_grid_n_groups(&s->o.grid, K);
+  const int64_t K = s->K, G = qs_grid_n_groups(&s->o.grid, K), C = qs_grid_row_codes(&s->o.grid, K);
   for (int64_t r = 0; r < nrows; r++) {
     float *w = W + r * K;
     for (int64_t k = 0; k < K; k++)
       if (!isfinite(w[k]))
         QS_FAIL(QS_ERR_NUMERIC, "rtn: weight [%lld, %lld] is %g", (long long)(row0 + r), (long long)k, (double)w[k]);
-    qs_grid_quantize_row_ref(&s->o.grid, w, K, out->codes + r * K, out->scales + r * G, out->zeros + r * G, w);
+    qs_grid_quantize_row_ref(&s->o.grid, w, s->imp, K, out->codes + r * C, out->scales + r * G, out->zeros + r * G, w);
     if (out->loss) out->loss[r] = NAN;
   }
 fail:
@@ -47,12 +74,11 @@ static void rtn_group_map(const void *state, int32_t *g_idx) {
   qs_grid_g_idx_contiguous(&s->o.grid, s->K, g_idx);
 }
 
-static void rtn_free(void *state) { free(state); }
-
 QS_METHOD_CUDA_DECL(rtn);
 const struct qs_method qs_method_rtn = {
     .name = "rtn",
-    .help = "round to nearest on each group's min/max grid; --calib optional (only for the report's output error)",
+    .help = "round to nearest on each group's min/max grid, or llama.cpp's own quantizer on its block grids "
+            "(--format gguf:TYPE); --calib optional (the report's output error; --imatrix)",
     .needs = 0,
     .accepts = 0,
     .prep = rtn_prep,

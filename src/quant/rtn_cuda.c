@@ -17,6 +17,8 @@ static qs_status rtn_cuda_prep(struct qs_cuda_ctx *c, const struct qs_qopts *o, 
   struct rtn_cuda_state *s = NULL;
   (void)c, (void)H;
   QS_TRY(qs_qopts_check(o, K, name));
+  if (o->grid.kind != QS_GRID_INT) // llama.cpp's block quantizers have C references only
+    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: llama.cpp block grids (--format gguf) run on the CPU engine: use --device cpu", name);
   QS_ALLOC(s, 1);
   *s = (struct rtn_cuda_state){.grid = o->grid, .K = K};
   *info = (struct qs_qprep_info){0};

@@ -24,16 +24,17 @@ struct qs_qengine {
   // of the stage, in engine memory (host or device) — or *H = NULL without calibration data.
   qs_status (*hessian)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, float **H);
   void (*hessian_free)(struct qs_qengine *e, float *H);
-  // The method's per-group state from H (its CPU or GPU entry).
-  qs_status (*prep)(struct qs_qengine *e, struct qs_qrun *run, const float *H, int64_t K, const char *name,
-                    void **state, struct qs_qprep_info *info);
+  // The method's state from H for modules quantized with options o (its CPU or GPU entry): once per
+  // group, again for a module whose options differ (a format's per-module grid, qs_run_module_opts).
+  qs_status (*prep)(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const float *H, int64_t K,
+                    const char *name, void **state, struct qs_qprep_info *info);
   void (*prep_free)(struct qs_qengine *e, struct qs_qrun *run, void *state);
-  // Module `lin` quantized with the group's state: rows split over the stage's ranks and gathered;
+  // Module `lin` quantized on options o with the state prep made for them: rows split over the stage's ranks and gathered;
   // its weights replaced by the quantized values for the rest of the forward; rep->loss and
   // rep->rel_err filled; on the stage leader (data rank 0) *rec = the complete record (host), on
   // the other ranks *rec is left empty.
-  qs_status (*module)(struct qs_qengine *e, struct qs_qrun *run, const void *state, const float *H, enum qs_lin lin,
-                      struct qs_qreport *rep, struct qs_qrecord *rec);
+  qs_status (*module)(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const void *state,
+                      const float *H, enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec);
   // The layer's output from its quantized modules: x becomes the next layer's input.
   qs_status (*finish)(struct qs_qengine *e, struct qs_qrun *run, int l);
   // x copied out to / in from host memory (resume state), [s1 - s0, T, hidden] fp32.

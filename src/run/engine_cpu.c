@@ -62,10 +62,10 @@ fail:
 
 static void cpu_hessian_free(struct qs_qengine *e, float *H) { (void)e, free(H); }
 
-static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const float *H, int64_t K, const char *name,
-                          void **state, struct qs_qprep_info *info) {
+static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const float *H, int64_t K,
+                          const char *name, void **state, struct qs_qprep_info *info) {
   (void)e;
-  return run->a->method->prep(&run->a->q, H, K, name, state, info);
+  return run->a->method->prep(o, H, K, name, state, info);
 }
 
 static void cpu_prep_free(struct qs_qengine *e, struct qs_qrun *run, void *state) {
@@ -100,8 +100,8 @@ fail:
 
 // Buffers of one module: full [N, ...] arrays; this rank fills rows [r0, r1), the gather the rest.
 struct qmod {
-  int64_t N, K, G, r0, r1;
-  uint8_t *codes;     // [N, K]
+  int64_t N, K, G, C, r0, r1; // C: code bytes per row (qs_grid_row_codes)
+  uint8_t *codes;     // [N, C]
   float *scales;      // [N, G]
   uint8_t *zeros;     // [N, G]
   float *loss;        // [N]
@@ -118,11 +118,12 @@ static qs_status qmod_init(struct qmod *q, struct qs_comm *c, const struct qs_li
   q->N = lin->n_out;
   q->K = lin->n_in;
   q->G = qs_grid_n_groups(g, q->K);
+  q->C = qs_grid_row_codes(g, q->K);
   long long b, e;
   qs_comm_split_range(q->N, qs_comm_size(c), qs_comm_rank(c), &b, &e);
   q->r0 = b;
   q->r1 = e;
-  QS_ALLOC(q->codes, q->N * q->K);
+  QS_ALLOC(q->codes, q->N * q->C);
   QS_ALLOC(q->scales, q->N * q->G);
   QS_ALLOC(q->zeros, q->N * q->G);
   QS_ALLOC(q->loss, q->N);
@@ -154,7 +155,7 @@ fail:
 static qs_status qmod_gather(struct qmod *q, struct qs_comm *c, struct qs_linear *lin) {
   qs_status status = QS_OK;
   QS_TRY(gather_rows(c, lin->w, q->N, (size_t)q->K * sizeof(float)));
-  QS_TRY(gather_rows(c, q->codes, q->N, (size_t)q->K));
+  QS_TRY(gather_rows(c, q->codes, q->N, (size_t)q->C));
   QS_TRY(gather_rows(c, q->scales, q->N, (size_t)q->G * sizeof(float)));
   QS_TRY(gather_rows(c, q->zeros, q->N, (size_t)q->G));
   QS_TRY(gather_rows(c, q->loss, q->N, sizeof(float)));
@@ -165,10 +166,10 @@ fail:
 }
 
 // The gathered module as a record (the leader's): the buffers move into it.
-static qs_status qmod_record(struct qmod *q, const struct qs_qrun *run, const void *state, const struct qs_linear *lin,
-                             const char *name, struct qs_qrecord *rec) {
+static qs_status qmod_record(struct qmod *q, const struct qs_qrun *run, const struct qs_qopts *o, const void *state,
+                             const struct qs_linear *lin, const char *name, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
-  *rec = (struct qs_qrecord){.layer = run->layer, .N = q->N, .K = q->K, .G = q->G, .grid = run->a->q.grid};
+  *rec = (struct qs_qrecord){.layer = run->layer, .N = q->N, .K = q->K, .G = q->G, .grid = o->grid};
   snprintf(rec->name, sizeof(rec->name), "%s", name);
   rec->codes = q->codes, q->codes = NULL;
   rec->scales = q->scales, q->scales = NULL;
@@ -183,18 +184,17 @@ fail:
   return status;
 }
 
-static qs_status cpu_module(struct qs_qengine *e, struct qs_qrun *run, const void *state, const float *H,
-                            enum qs_lin li, struct qs_qreport *rep, struct qs_qrecord *rec) {
+static qs_status cpu_module(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const void *state,
+                            const float *H, enum qs_lin li, struct qs_qreport *rep, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   struct cpu_engine *c = (struct cpu_engine *)e;
   struct qs_linear *lin = &c->L.lin[li];
   struct qmod q = {0};
-  const struct qs_qopts *o = &run->a->q;
   QS_TRY(qs_qopts_check(o, lin->n_in, rep->name));
   QS_TRY(qmod_init(&q, run->data, lin, &o->grid));
   int64_t nr = q.r1 - q.r0;
   float *Wr = lin->w + q.r0 * q.K;
-  struct qs_qrows out = {.codes = q.codes + q.r0 * q.K, .scales = q.scales + q.r0 * q.G,
+  struct qs_qrows out = {.codes = q.codes + q.r0 * q.C, .scales = q.scales + q.r0 * q.G,
                          .zeros = q.zeros + q.r0 * q.G, .loss = q.loss + q.r0};
   QS_TRY(run->a->method->rows(state, Wr, nr, q.r0, &out));
   if (H) QS_TRY(row_output_error(q.W0, Wr, H, nr, q.K, q.num + q.r0, q.den + q.r0));
@@ -203,7 +203,7 @@ static qs_status cpu_module(struct qs_qengine *e, struct qs_qrun *run, const voi
   for (int64_t r = 0; r < q.N; r++) { loss += q.loss[r]; num += q.num[r]; den += q.den[r]; }
   rep->loss = (run->a->method->needs & QS_METHOD_HESSIAN) ? loss : NAN;
   if (H) rep->rel_err = den > 0 ? sqrt(num / den) : 0.0;
-  if (qs_comm_rank(run->data) == 0) QS_TRY(qmod_record(&q, run, state, lin, rep->name, rec));
+  if (qs_comm_rank(run->data) == 0) QS_TRY(qmod_record(&q, run, o, state, lin, rep->name, rec));
 fail:
   qmod_free(&q);
   return status;

@@ -132,11 +132,11 @@ static qs_status cuda_hessian(struct qs_qengine *base, struct qs_qrun *run, enum
 static void cuda_hessian_free(struct qs_qengine *base, float *H) { (void)base, cudaFree(H); }
 
 // The method's GPU prep (GPTQ: the factor); the factor phase.
-static qs_status cuda_prep(struct qs_qengine *base, struct qs_qrun *run, const float *H, int64_t K, const char *name,
-                           void **state, struct qs_qprep_info *info) {
+static qs_status cuda_prep(struct qs_qengine *base, struct qs_qrun *run, const struct qs_qopts *o, const float *H,
+                           int64_t K, const char *name, void **state, struct qs_qprep_info *info) {
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
-  QS_TRY(run->a->method->cuda->prep(&e->cctx, &run->a->q, H, K, name, state, info));
+  QS_TRY(run->a->method->cuda->prep(&e->cctx, o, H, K, name, state, info));
   QS_TRY(qs_cuda_phase(e, QS_PH_FACTOR));
 fail:
   return status;
@@ -147,9 +147,9 @@ static void cuda_prep_free(struct qs_qengine *base, struct qs_qrun *run, void *s
   run->a->method->cuda->free(state);
 }
 
-static qs_status cuda_module(struct qs_qengine *base, struct qs_qrun *run, const void *state, const float *H,
-                             enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec) {
-  return qs_cuda_quantize_module((struct qs_cuda_engine *)base, run, state, H, lin, rep, rec);
+static qs_status cuda_module(struct qs_qengine *base, struct qs_qrun *run, const struct qs_qopts *o, const void *state,
+                             const float *H, enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec) {
+  return qs_cuda_quantize_module((struct qs_cuda_engine *)base, run, o, state, H, lin, rep, rec);
 }
 
 // The layer's output for every local sample, with the quantized down_proj.

@@ -85,7 +85,8 @@ fail:
 // Hessian H (device [K, K], both triangles; NULL without calibration data): rows solved in tiles
 // over the ranks, gathered, L.w[lin] replaced by the quantized weights in dt; the report's loss and
 // output error; on the stage leader the record copied to the host (engine.h, module()).
-qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const void *state, const float *H,
-                                  enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec);
+qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_qopts *o,
+                                  const void *state, const float *H, enum qs_lin lin, struct qs_qreport *rep,
+                                  struct qs_qrecord *rec);
 
 #endif

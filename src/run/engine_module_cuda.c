@@ -181,8 +181,8 @@ fail:
 
 // The gathered module as the leader's host record: codes, scales, zeros copied from the device into a
 // pinned slot the record borrows, g_idx from the method, the bias as the checkpoint stores it.
-static qs_status dmod_record(struct qs_cuda_engine *e, const struct qs_qrun *run, struct dmod *d, const void *state,
-                             int i, const char *name, struct qs_qrecord *rec) {
+static qs_status dmod_record(struct qs_cuda_engine *e, const struct qs_qrun *run, const struct qs_qopts *o,
+                             struct dmod *d, const void *state, int i, const char *name, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   cudaStream_t st = e->ctx.stream;
   struct qs_cuda_recslot *slot = NULL;
@@ -191,7 +191,7 @@ static qs_status dmod_record(struct qs_cuda_engine *e, const struct qs_qrun *run
   size_t nc = (size_t)(d->N * d->K), ng = (size_t)(d->N * d->G);
   size_t o_sc = QS_CEIL_DIV(nc, 256) * 256, o_z = o_sc + QS_CEIL_DIV(ng * sizeof(float), 256) * 256;
   qs_layout_shape(&run->m->cfg, (enum qs_lin)i, &n_out, &n_in, &bias);
-  *rec = (struct qs_qrecord){.layer = run->layer, .N = d->N, .K = d->K, .G = d->G, .grid = run->a->q.grid};
+  *rec = (struct qs_qrecord){.layer = run->layer, .N = d->N, .K = d->K, .G = d->G, .grid = o->grid};
   snprintf(rec->name, sizeof(rec->name), "%s", name);
   QS_ALLOC(rec->g_idx, d->K);
   if (bias) QS_ALLOC(rec->bias, d->N);
@@ -214,11 +214,11 @@ fail:
   return status;
 }
 
-qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const void *state, const float *H,
-                                  enum qs_lin i, struct qs_qreport *rep, struct qs_qrecord *rec) {
+qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_qopts *o,
+                                  const void *state, const float *H, enum qs_lin i, struct qs_qreport *rep,
+                                  struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   const struct qs_method *m = run->a->method;
-  const struct qs_qopts *o = &run->a->q;
   struct dmod d;
   int64_t N = e->L.n_out[i], K = e->L.n_in[i], G = qs_grid_n_groups(&o->grid, K);
   memset(&d, 0, sizeof(d));
@@ -229,7 +229,7 @@ qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run,
   QS_TRY(dmod_gather(e, run, &d, i));
   QS_TRY(dmod_report(e, &d, (m->needs & QS_METHOD_HESSIAN) != 0, H, rep));
   QS_TRY(qs_cuda_phase(e, QS_PH_GATHER));
-  if (qs_comm_rank(run->data) == 0) QS_TRY(dmod_record(e, run, &d, state, i, rep->name, rec));
+  if (qs_comm_rank(run->data) == 0) QS_TRY(dmod_record(e, run, o, &d, state, i, rep->name, rec));
   QS_TRY(qs_cuda_phase(e, QS_PH_RECORD));
 fail:
   dmod_free(&d);

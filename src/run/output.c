@@ -78,11 +78,7 @@ static qs_status writers_open(struct qs_qrun *run, const char *tmp, struct write
   const struct qs_run_opts *a = run->a;
   char *dir = NULL;
   for (int i = 0; i < a->n_formats; i++) {
-    ws->fr[i] = (struct qs_format_run){.model_dir = a->model, .cfg = &run->m->cfg, .ckpt = &run->m->ckpt,
-                                       .method = a->method->name, .opts = &a->q, .tp = a->tp,
-                                       .max_shard_bytes = (uint64_t)a->max_shard_mb << 20,
-                                       .rank = qs_comm_rank(run->world), .ranks = qs_comm_size(run->world),
-                                       .writer = i % qs_comm_size(run->world)};
+    ws->fr[i] = qs_run_format_run(a, run->m, i, qs_comm_rank(run->world), qs_comm_size(run->world));
     if (!a->formats[i]->writes(&ws->fr[i])) continue;
     if (!(dir = qs_output_dir(a, i, tmp))) QS_FAIL(QS_ERR_OOM, "out of memory");
     QS_TRY(a->formats[i]->open(&ws->w[i], &ws->fr[i], dir));

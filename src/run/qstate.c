@@ -206,19 +206,28 @@ static qs_status fingerprint(const struct qs_qrun *run, char **out) {
   char model[17], calib[17] = "none", damp[32];
   int cpu = !strcmp(run->engine->name, "cpu");
   json_t *j = NULL;
+  char mix[256] = "", imat[17] = "none";
   QS_TRY(files_hash(a->model, model));
   if (a->calib) QS_TRY(files_hash(a->calib, calib));
+  // A format choosing grids per module (gguf:TYPE) changes the records by its argument; so does the
+  // importance the block grids are searched with.
+  for (int i = 0; i < a->n_formats; i++)
+    if (a->formats[i]->module_grid)
+      snprintf(mix + strlen(mix), sizeof(mix) - strlen(mix), "%s:%s;", a->formats[i]->name,
+               a->format_args[i] ? a->format_args[i] : "");
+  if (a->imatrix == QS_IMP_CALIB) snprintf(imat, sizeof(imat), "calib");
+  else if (a->imatrix == QS_IMP_TABLE) QS_TRY(files_hash(a->imatrix_file, imat));
   snprintf(damp, sizeof(damp), "%.9g", (double)o->damp);
   // The grid as the formats narrowed it (min_zero, scale dtype) changes the records; the formats
   // themselves do not: they are written from the records at the end.
-  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s}",
+  j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:i, s:s, s:s, s:s, s:i, s:I, s:i, s:I, s:i, s:i, s:s, s:s, s:s, s:s, s:s}",
                 "model_files", model, "calib_file", calib, "method", a->method->name, "bits", o->grid.bits,
                 "group_size", o->grid.group_size, "sym", o->grid.sym, "min_zero", o->grid.min_zero, "scale_dtype",
                 qs_dtype_name((qs_dtype)o->grid.scale_dtype), "act_order", act[o->act_order], "damp", damp, "block",
                 o->block_size, "samples", (json_int_t)run->n_samples, "seqlen", run->T, "seed", (json_int_t)a->seed,
                 "ranks", qs_comm_size(run->world), "stages", run->grid->S, "engine", run->engine->name, "precision",
                 cpu || a->precision_f32 ? "fp32" : "bf16", "factor_precision",
-                cpu ? "cpu" : o->factor_f64 ? "fp64" : "fp32");
+                cpu ? "cpu" : o->factor_f64 ? "fp64" : "fp32", "module_grids", mix, "imatrix", imat);
   if (!j || !(*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS))) QS_FAIL(QS_ERR_OOM, "out of memory");
 fail:
   json_decref(j);

@@ -17,6 +17,7 @@
 #include "io/calib.h"
 #include "io/outdir.h"
 #include "model/device.h"
+#include "formats/gguf.h"
 #include "model/eval.h"
 #include "run/engine.h"
 #include "run/output.h"
@@ -44,12 +45,13 @@ static qs_status settle_formats(struct qs_comm *world, struct qs_run_opts *a, co
     return QS_ERR_ARG;
   }
   a->q.grid.scale_dtype = sd;
-  for (int i = 0; i < a->n_formats; i++)
-    if (a->formats[i]->constrain) a->formats[i]->constrain(&a->q.grid);
+  for (int i = 0; i < a->n_formats; i++) {
+    struct qs_format_run fr = qs_run_format_run(a, m, i, qs_comm_rank(world), qs_comm_size(world));
+    if (a->formats[i]->constrain) a->formats[i]->constrain(&fr, &a->q.grid);
+  }
   int model_dir = 0;
   for (int i = 0; i < a->n_formats; i++) {
-    struct qs_format_run fr = {.model_dir = a->model, .cfg = &m->cfg, .ckpt = &m->ckpt, .method = a->method->name,
-                               .opts = &a->q, .tp = a->tp, .rank = qs_comm_rank(world), .ranks = qs_comm_size(world)};
+    struct qs_format_run fr = qs_run_format_run(a, m, i, qs_comm_rank(world), qs_comm_size(world));
     model_dir |= a->formats[i]->model_dir;
     if (a->formats[i]->refuse && a->formats[i]->refuse(&fr, msg, sizeof(msg))) {
       if (qs_comm_rank(world) == 0) fprintf(stderr, "qshard quantize: --format %s: %s\n", a->formats[i]->name, msg);
@@ -65,6 +67,38 @@ static qs_status settle_formats(struct qs_comm *world, struct qs_run_opts *a, co
     qs_log(QS_LOG_WARN, "--act-order=group: groups follow the activation order (non-monotone g_idx); current vLLM "
            "ignores g_idx and loads such a checkpoint wrong (FORMATS §2.4). --act-order alone keeps static groups.");
   return QS_OK;
+}
+
+// llama.cpp's block grids (--format gguf) have C references only: --device auto runs them on the CPU,
+// --device cuda is refused.
+static qs_status block_grids_cpu(struct qs_comm *world, struct qs_run_opts *a) {
+  for (int i = 0; i < a->n_formats; i++) {
+    if (!a->formats[i]->module_grid) continue;
+    if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
+    if (a->device == QS_DEVICE_KIND_CUDA) {
+      if (qs_comm_rank(world) == 0)
+        fprintf(stderr, "qshard quantize: --device cuda: --format %s: llama.cpp's block quantizers run on the CPU "
+                "engine (--device cpu)\n", a->formats[i]->name);
+      return QS_ERR_ARG;
+    }
+  }
+  return QS_OK;
+}
+
+// --imatrix: the importance the run's grids are searched with (method.h qs_qopts.importance).
+static qs_status load_imatrix(struct qs_comm *world, struct qs_run_opts *a, const struct qs_model *m,
+                              struct qs_imatrix *imat) {
+  qs_status status = QS_OK;
+  int ok = 1;
+  a->q.importance = a->imatrix;
+  if (a->imatrix != QS_IMP_TABLE) return QS_OK;
+  ok = qs_gguf_imatrix_read(a->imatrix_file, &m->cfg, imat) == QS_OK; // every rank reads it (small)
+  QS_TRY(qs_comm_allreduce_and(world, &ok));
+  if (!ok) return QS_ERR_ARG;
+  a->q.imatrix = imat;
+  qs_log0("imatrix %s: %d entries", a->imatrix_file, imat->n);
+fail:
+  return status;
 }
 
 // ---- the run ----------------------------------------------------------------------------------------
@@ -196,6 +230,7 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
     QS_TRY(qs_calib_load(a->calib, a->samples, seqlen, a->seed, run->m->cfg.vocab, &cal));
   }
   QS_TRY(start_engine(run, a->calib ? &cal : NULL));
+  if (a->q.importance == QS_IMP_CALIB) ((struct qs_run_opts *)a)->q.imp_count = (float)run->n_samples * (float)run->T;
   qs_grid_name(&a->q.grid, grid, sizeof(grid));
   qs_log0("method %s on the %s grid", a->method->name, grid);
   QS_TRY(qs_qstate_init(run->state, run)); // --resume: the completed layers restored
@@ -232,13 +267,16 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   struct qs_qstate state = {0};
   struct qs_stages grid = {0};
   struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid};
+  struct qs_imatrix imat = {0};
   char *tmp = NULL;
   int ok = 1, rc = 1;
   if (a->log_json) qs_log_set_json(1); // every log line of the run a JSON object (progress.h)
+  if (block_grids_cpu(world, a) != QS_OK) return 1;
   if (qs_device_resolve(world, &a->device) != QS_OK) return 1;
   if (a->state_interval < 0) a->state_interval = a->device == QS_DEVICE_KIND_CUDA ? 600 : 0;
   if (qs_model_open(&m, a->model) != QS_OK) return 1;
   if (settle_formats(world, a, &m) != QS_OK) goto done;  // before any work or output
+  if (load_imatrix(world, a, &m, &imat) != QS_OK) goto done;
   if (qs_stages_check(world, a, &m) != QS_OK) goto done; // before any work or output
   if (qs_stages_init(&grid, world, a->stages, &m) != QS_OK) goto done;
   run.data = grid.data;
@@ -257,6 +295,7 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
 done:
   qrun_free(&run);
   qs_stages_free(&grid);
+  qs_imatrix_free(&imat);
   qs_model_close(&m);
   free(tmp);
   return rc;

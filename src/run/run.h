@@ -23,6 +23,9 @@ struct qs_run_opts {
                                     // are set by the chosen formats (qs_quantize)
   const struct qs_format *formats[QS_MAX_FORMATS]; // --format, in order (the first model directory goes
   int n_formats;                                   // to OUT, the others to OUT/<name>)
+  const char *format_args[QS_MAX_FORMATS];         // --format NAME:ARG: ARG (or NULL)
+  int imatrix;              // --imatrix: importance for llama.cpp's block grids (QS_IMP_CALIB from --calib,
+  const char *imatrix_file; // or QS_IMP_TABLE read from imatrix_file, llama.cpp's imatrix GGUF)
   int samples, seqlen;
   unsigned long long seed;
   int eval_seqlen;
@@ -82,6 +85,12 @@ struct qs_qrun {
   struct qs_qengine *engine;
   struct qs_qstate *state;     // resume state and per-layer record files (state.h)
 };
+
+// What format i's writer and hooks know of the run (formats/format.h).
+struct qs_format_run qs_run_format_run(const struct qs_run_opts *a, const struct qs_model *m, int i, int rank, int ranks);
+// The options module `lin` of the current layer is quantized with: the run's, with the grid the
+// formats choose for it (a format's module_grid hook, e.g. the GGUF mixes).
+void qs_run_module_opts(const struct qs_qrun *run, enum qs_lin lin, struct qs_qopts *o);
 
 // `qshard quantize`: collective over world. 0 on success; errors were printed.
 int qs_quantize(struct qs_comm *world, struct qs_run_opts *a);
