@@ -9,3 +9,5 @@ qs_add_sh_test(test_gguf test_gguf.sh LABELS mpi data)
 # llama.cpp itself (llama-cpp-python, gguf-py) reads the GGUF files: byte-identity with llama-quantize
 # for every type, its perplexity and greedy ids (tests/py/llama_client.{sh,py}).
 qs_add_sh_test(test_llama_client py/llama_client.sh LABELS python data mpi)
+# The element view of llama.cpp's block grids and GPTQ into them (src/quant/ggml_elems.c, gptq.c).
+qs_add_c_test(test_ggml_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ggml_gptq.c LABELS unit)

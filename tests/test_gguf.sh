@@ -10,9 +10,10 @@
 #   3. gutenberg28M gguf:Q4_K_M (real k-quants: Q4_K, Q6_K for the output and for attn_v/ffn_down of
 #      layers 0, 3, 6, 7 of 8); --imatrix from calibration writes OUT/imatrix.gguf, and a run reading
 #      it back (--imatrix=FILE) writes the same model file; -np 2 the same too;
+#      --method gptq into the same mix: the same types, other codes, the same bytes for -np 1/2;
 #   4. bad input, refused before any work with one message: a type with no fallback for a shape
-#      (stories gguf:Q8_0: 172-wide rows), an unknown type, grid options with gguf, --method gptq,
-#      --imatrix without gguf or without --calib, --device cuda.
+#      (stories gguf:Q8_0: 172-wide rows), an unknown type, grid options with gguf, --method gptq with
+#      --act-order or into IQ4_NL, --imatrix without gguf or without --calib, --device cuda.
 set -euo pipefail
 S=${QS_DATA_DIR:-}/stories260K
 G=${QS_DATA_DIR:-}/gutenberg28M
@@ -83,6 +84,13 @@ q g_imat_np2 2 "$G" "${calib[@]}" --format gguf:Q4_K_M --imatrix
 cmp "$fi" "$T/g_imat_np2/gutenberg28M-Q4_K_M.gguf" || fail "--imatrix -np 2: other bytes"
 cmp "$T/g_imat/imatrix.gguf" "$T/g_imat_np2/imatrix.gguf" || fail "imatrix.gguf -np 2: other bytes"
 echo "imatrix: written, read back to the same bytes, same for -np 2"
+q g_gptq 1 "$G" "${calib[@]}" --method gptq --format gguf:Q4_K_M
+q g_gptq_np2 2 "$G" "${calib[@]}" --method gptq --format gguf:Q4_K_M
+fg=$T/g_gptq/gutenberg28M-Q4_K_M.gguf
+cmp "$fg" "$T/g_gptq_np2/gutenberg28M-Q4_K_M.gguf" || fail "--method gptq -np 2: other bytes"
+types "$fg" | cmp - "$T/types.txt" || fail "--method gptq: other tensor types than llama-quantize's mix"
+cmp -s "$fg" "$f" && fail "GPTQ chose the same codes as llama.cpp's quantizer everywhere"
+echo "GPTQ into Q4_K_M: the mix's types, same bytes for -np 1/2"
 
 echo "== 4. refusals"
 refuse() { # np expected-message model [options...]  (command-line errors: every rank parses; -np 1)
@@ -98,8 +106,10 @@ refuse 2 "no fallback for Q8_0" "$S" --format gguf:Q8_0
 refuse 1 "expected gguf:TYPE" "$S" --format gguf:Q9_K
 refuse 1 "expected gguf:TYPE" "$S" --format gguf
 refuse 1 "sets the grid of every tensor" "$S" --format gguf:Q4_K_M --bits 3
-refuse 2 "GPTQ into k-quant grids is not built yet" "$S" --calib "$S/ptb_valid.tok512.h5" --samples 4 --seqlen 64 \
-  --method gptq --format gguf:Q4_K_M
+refuse 2 "GPTQ into llama.cpp's block grids keeps the column order" "$S" --calib "$S/ptb_valid.tok512.h5" \
+  --samples 4 --seqlen 64 --method gptq --act-order --format gguf:Q4_K_M
+refuse 2 "whose codes GPTQ cannot choose" "$G" --calib "$G/gutenberg_val.h5" --samples 4 --seqlen 64 \
+  --method gptq --format gguf:IQ4_NL
 refuse 1 "it needs --format gguf" "$S" --method rtn --imatrix
 refuse 1 "give --calib" "$S" --format gguf:Q4_K_M --imatrix
 refuse 2 "run on the CPU" "$S" --format gguf:Q4_K_M --device cuda

@@ -9,8 +9,9 @@
 // are permuted as they are). Tensor types follow llama-quantize's mix for TYPE (formats/gguf.h):
 // the decoder layers' linears are the run's records (the method quantized them on the module grid
 // this format chose, module_grid), the token embeddings / output are quantized here with the same
-// references (quant/grid_ggml.h), norms and biases stay F32. Byte for byte, each tensor is what
-// llama-quantize writes from the same float32 values (no imatrix, or the same imatrix).
+// references (quant/grid_ggml.h), norms and biases stay F32. With --method rtn (the default) each
+// tensor is byte for byte what llama-quantize writes from the same float32 values (no imatrix, or
+// the same imatrix); --method gptq chooses the linears' codes by GPTQ on the same blocks' scales.
 //
 // The file is planned completely in open() (every tensor's type and size, hence its offset), so
 // tensors are written at their offsets as they arrive, from any thread; it is written under a
@@ -78,17 +79,29 @@ static int lin_type(const struct qs_format_run *fr, int l, int lin, char *msg, s
 static int gguf_refuse(const struct qs_format_run *fr, char *msg, size_t cap) {
   char why[256];
   if (gguf_parse_arg(fr->arg, msg, cap)) return 1;
-  if (strcmp(fr->method, "rtn")) {
-    snprintf(msg, cap, "--method %s: llama.cpp's block grids are quantized by its own reference quantizers "
-             "(--method rtn, the default with this format); GPTQ into k-quant grids is not built yet", fr->method);
+  const int gptq = !strcmp(fr->method, "gptq");
+  if (strcmp(fr->method, "rtn") && !gptq) {
+    snprintf(msg, cap, "--method %s: llama.cpp's block grids take --method rtn (its own quantizers, the default "
+             "with this format) or gptq (GPTQ error feedback on the blocks' scales)", fr->method);
+    return 1;
+  }
+  if (gptq && fr->opts->act_order != QS_ACT_ORDER_NONE) {
+    snprintf(msg, cap, "--act-order: GPTQ into llama.cpp's block grids keeps the column order (not built with it)");
     return 1;
   }
   for (int l = 0; l < fr->cfg->n_layers; l++)
-    for (int i = 0; i < QS_LIN_COUNT; i++)
-      if (lin_type(fr, l, i, why, sizeof(why)) < 0) {
+    for (int i = 0; i < QS_LIN_COUNT; i++) {
+      int t = lin_type(fr, l, i, why, sizeof(why));
+      if (t < 0) {
         snprintf(msg, cap, "layer %d %s: %s", l, qs_layout_of(fr->cfg)->lin_name[i], why);
         return 1;
       }
+      if (gptq && !qs_ggml_elem_supported(t)) {
+        snprintf(msg, cap, "--method gptq: layer %d %s is %s, whose codes GPTQ cannot choose (not a rounding on "
+                 "the block's scales); use --method rtn", l, qs_layout_of(fr->cfg)->lin_name[i], qs_ggml_type_name(t));
+        return 1;
+      }
+    }
   if (fr->cfg->rope_type != QS_ROPE_DEFAULT && fr->cfg->rope_type != QS_ROPE_LINEAR &&
       fr->cfg->rope_type != QS_ROPE_LLAMA3) {
     snprintf(msg, cap, "this model's rope scaling has no GGUF form here");

@@ -10,6 +10,8 @@
 // for j > i (the reference's err1 * Hinv1[i, i:]); the lazy-block form applies it eagerly inside a
 // block of 128 columns and once, as a matrix product, to the columns after the block.
 #include "quant/gptq.h"
+#include "quant/grid_ggml.h"
+#include "quant/imatrix.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -183,8 +185,13 @@ qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K
   qs_status status = QS_OK;
   memset(prep, 0, sizeof(*prep));
   QS_TRY(qs_qopts_check(opts, K, name));
-  if (opts->grid.kind != QS_GRID_INT)
-    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: GPTQ solves integer grids only; llama.cpp's block grids take --method rtn", name);
+  if (opts->grid.kind == QS_GRID_GGML) { // GPTQ into llama.cpp's block grids (grid_ggml.h element view)
+    if (!qs_ggml_elem_supported(opts->grid.ggml_type))
+      QS_FAIL(QS_ERR_UNSUPPORTED, "%s: GPTQ into %s blocks is not built (its codes are not a rounding on the block's "
+              "scales); use --method rtn", name, qs_ggml_type_name(opts->grid.ggml_type));
+    if (opts->act_order != QS_ACT_ORDER_NONE)
+      QS_FAIL(QS_ERR_UNSUPPORTED, "%s: --act-order with llama.cpp's block grids is not built", name);
+  }
   if (K > INT_MAX) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: K = %lld columns is too large", name, (long long)K);
   for (size_t i = 0; i < (size_t)K * K; i++)
     if (!isfinite(H[i])) QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian entry %zu is %g", name, i, (double)H[i]);
@@ -195,6 +202,19 @@ qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K
   QS_ALLOC(prep->perm, K);
   QS_ALLOC(prep->dead, K);
   QS_TRY(qs_gptq_prep_order(prep, H));
+  if (opts->grid.kind == QS_GRID_GGML && opts->importance != QS_IMP_NONE) {
+    // the block parameters are searched with the importance, as llama-quantize --imatrix does
+    const float *v = NULL;
+    if (opts->importance == QS_IMP_TABLE) {
+      v = qs_imatrix_find(opts->imatrix, name, K, &status);
+      QS_TRY(status);
+    }
+    if (v || opts->importance == QS_IMP_CALIB) {
+      QS_ALLOC(prep->imp, K);
+      for (int64_t k = 0; k < K; k++)
+        prep->imp[k] = v ? v[k] : qs_imatrix_sum2_from_hessian(H[k * K + k], opts->imp_count) / opts->imp_count;
+    }
+  }
   QS_TRY(qs_gptq_prep_factor(prep, H, name));
   return QS_OK;
 fail:
@@ -203,6 +223,7 @@ fail:
 }
 
 void qs_gptq_prep_free(struct qs_gptq_prep *prep) {
+  free(prep->imp);
   free(prep->U);
   free(prep->perm);
   free(prep->dead);
@@ -252,6 +273,8 @@ struct qs_gptq_tile {
   float *row;                  // [K] scratch: one original row with dead columns zeroed
   uint8_t *codes;              // [T, K]
   struct qs_qparams *grid;     // [T, G] in quantization order
+  uint8_t *blocks;             // llama.cpp grids: [T, C] each row's blocks (parameters found at each
+  int64_t C;                   // block's first column, codes put as the solve chooses them), or NULL
   double *loss;                // [T]
 };
 
@@ -262,6 +285,7 @@ static void qs_gptq_tile_free(struct qs_gptq_tile *t) {
   free(t->row);
   free(t->codes);
   free(t->grid);
+  free(t->blocks);
   free(t->loss);
 }
 
@@ -277,6 +301,10 @@ static qs_status qs_gptq_tile_init(struct qs_gptq_tile *t, const struct qs_gptq_
   QS_ALLOC(t->row, t->K);
   QS_ALLOC(t->codes, T * t->K);
   QS_ALLOC(t->grid, T * t->G);
+  if (prep->opts.grid.kind == QS_GRID_GGML) {
+    t->C = qs_grid_row_codes(&prep->opts.grid, t->K);
+    QS_ALLOC(t->blocks, T * t->C);
+  }
   QS_ALLOC(t->loss, T);
 fail:
   return status;
@@ -349,6 +377,26 @@ static void qs_gptq_tile_solve_column(const struct qs_gptq_prep *prep, struct qs
   const struct qs_grid *grid = &prep->opts.grid;
   float d = prep->U[(size_t)p * K + p];
   float *w1 = t->W1 + i * T;
+  if (grid->kind == QS_GRID_GGML) {
+    // A llama.cpp block: its parameters found by its reference at the block's first column from W as
+    // find_params would see it (as a group above), then each code the reference's rounding of the
+    // updated weight on them; the block's bytes collect the codes.
+    const int type = grid->ggml_type, bl = grid->group_size, j = (int)(p % bl);
+    const size_t bsz = (size_t)qs_ggml_type_size(type);
+    for (int64_t ti = tlo; ti < thi; ti++) {
+      uint8_t *blk = t->blocks + ti * t->C + (size_t)(p / bl) * bsz;
+      if (j == 0) (void)qs_ggml_quantize_row_ref(type, t->W + ti * K + p, prep->imp ? prep->imp + p : NULL, bl, blk);
+      float w = w1[ti];
+      int32_t q = qs_ggml_elem_code(type, blk, j, w);
+      float wq = qs_ggml_elem_value(type, blk, j, q);
+      qs_ggml_elem_put(type, blk, j, q);
+      t->loss[ti] += (double)(w - wq) * (double)(w - wq) / ((double)d * (double)d);
+      e[ti] = (w - wq) / d;
+      t->Err[ti * t->bs + i] = e[ti];
+      w1[ti] = wq;
+    }
+    return;
+  }
   for (int64_t ti = tlo; ti < thi; ti++) {
     struct qs_qparams g = qs_gptq_tile_grid(prep, t, ti, p);
     float w = w1[ti];
@@ -405,6 +453,12 @@ static void qs_gptq_tile_store(const struct qs_gptq_prep *prep, const struct qs_
   int64_t K = t->K, G = t->G;
   for (int64_t r = lo; r < hi; r++) {
     int64_t ti = r - ts, ro = r - row0;
+    if (t->blocks) { // llama.cpp grids: no permutation (act-order is refused), the blocks are the codes
+      memcpy(W + ro * K, t->W + ti * K, (size_t)K * sizeof(float));
+      memcpy(out->codes + ro * t->C, t->blocks + ti * t->C, (size_t)t->C);
+      if (out->loss) out->loss[ro] = (float)(t->loss[ti] / 2.0);
+      continue;
+    }
     for (int64_t p = 0; p < K; p++) {
       int32_t k = prep->perm[p];
       W[ro * K + k] = t->W[ti * K + p];

@@ -60,6 +60,8 @@ struct qs_gptq_prep {
   int damp_raises;           // how many times it was raised x10 (0 = as asked)
   int update_ref;            // 0 after init; 1 = lazy updates by qs_gptq_update_block_ref (the spec,
                              // plain C, for tests and reference runs) instead of cblas_sgemm
+  float *imp;                // [K] importance for the block parameters of a llama.cpp grid (--imatrix),
+                             // or NULL
 };
 
 // H: [K, K] row-major symmetric (not modified). `name` (module) is used in messages. Damping as above.

@@ -14,7 +14,7 @@ static qs_status gptq_cuda_prep(struct qs_cuda_ctx *c, const struct qs_qopts *o,
   struct qs_gptq_prep_cuda *prep = NULL;
   if (!H) QS_FAIL(QS_ERR_ARG, "%s: gptq needs the Hessian of calibration data", name);
   if (o->grid.kind != QS_GRID_INT)
-    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: GPTQ solves integer grids only; llama.cpp's block grids take --method rtn", name);
+    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: GPTQ into llama.cpp's block grids runs on the CPU engine (--device cpu)", name);
   QS_ALLOC(prep, 1);
   QS_TRY(qs_gptq_prep_cuda_init(prep, H, K, o, o->factor_f64, name, c->solver, c->stream));
   *info = (struct qs_qprep_info){.damp = prep->damp_used, .damp_raises = prep->damp_raises};

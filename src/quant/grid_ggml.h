@@ -35,6 +35,18 @@ int qs_ggml_can_quantize(int type);
 qs_status qs_ggml_quantize_row_ref(int type, const float *x, const float *imp, int64_t n, void *out);
 qs_status qs_ggml_dequant_row_ref(int type, const void *in, int64_t n, float *y);
 
+// The element view of a block grid, for solvers that choose each code themselves (GPTQ into
+// llama.cpp's grids): with a block's parameters fixed (its bytes as its reference wrote them),
+// element j (0 <= j < blck) of value x takes code qs_ggml_elem_code — for the k-quants the
+// reference's own final rounding on the decoded scales, so re-coding a block's inputs gives its bytes
+// back; for the 32-blocks the nearest code on the stored grid; F16/BF16/F32: the value's bits —
+// whose value is qs_ggml_elem_value (bit for bit the type's dequantization), stored by
+// qs_ggml_elem_put. Types without it (IQ4_NL, MXFP4): qs_ggml_elem_supported is 0.
+int qs_ggml_elem_supported(int type);
+int32_t qs_ggml_elem_code(int type, const void *block, int j, float x);
+float qs_ggml_elem_value(int type, const void *block, int j, int32_t code);
+void qs_ggml_elem_put(int type, void *block, int j, int32_t code);
+
 // llama.cpp's nearest_int (ggml-quants.c), which every type uses: round to nearest, ties to even,
 // valid for |f| <= 4194303 (the 1.5*2^23 trick).
 static inline int qs_ggml_nearest_int(float f) {

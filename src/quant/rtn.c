@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "quant/imatrix.h"
 #include "quant/method.h"
 
@@ -53,18 +54,35 @@ fail:
   return status;
 }
 
+struct rtn_job {
+  const struct rtn_state *s;
+  float *W;
+  const struct qs_qrows *out;
+};
+
+// Rows [r0, r1) of the block: each row on its own, so the bytes do not depend on the split.
+static void rtn_rows_range(void *arg, int64_t r0, int64_t r1) {
+  const struct rtn_job *j = arg;
+  const struct rtn_state *s = j->s;
+  const int64_t K = s->K, G = qs_grid_n_groups(&s->o.grid, K), C = qs_grid_row_codes(&s->o.grid, K);
+  for (int64_t r = r0; r < r1; r++) {
+    float *w = j->W + r * K;
+    qs_grid_quantize_row_ref(&s->o.grid, w, s->imp, K, j->out->codes + r * C, j->out->scales + r * G,
+                             j->out->zeros + r * G, w);
+    if (j->out->loss) j->out->loss[r] = NAN;
+  }
+}
+
 static qs_status rtn_rows(const void *state, float *W, int64_t nrows, int64_t row0, const struct qs_qrows *out) {
   qs_status status = QS_OK;
   const struct rtn_state *s = state;
-  const int64_t K = s->K, G = qs_grid_n_groups(&s->o.grid, K), C = qs_grid_row_codes(&s->o.grid, K);
-  for (int64_t r = 0; r < nrows; r++) {
-    float *w = W + r * K;
-    for (int64_t k = 0; k < K; k++)
-      if (!isfinite(w[k]))
-        QS_FAIL(QS_ERR_NUMERIC, "rtn: weight [%lld, %lld] is %g", (long long)(row0 + r), (long long)k, (double)w[k]);
-    qs_grid_quantize_row_ref(&s->o.grid, w, s->imp, K, out->codes + r * C, out->scales + r * G, out->zeros + r * G, w);
-    if (out->loss) out->loss[r] = NAN;
-  }
+  const int64_t K = s->K;
+  for (int64_t i = 0; i < nrows * K; i++)
+    if (!isfinite(W[i]))
+      QS_FAIL(QS_ERR_NUMERIC, "rtn: weight [%lld, %lld] is %g", (long long)(row0 + i / K), (long long)(i % K), (double)W[i]);
+  // llama.cpp's block searches cost ~1-10 us per 256 values: the rows go to the host's threads
+  struct rtn_job job = {.s = s, .W = W, .out = out};
+  qs_parallel_for(nrows, 16, rtn_rows_range, &job);
 fail:
   return status;
 }

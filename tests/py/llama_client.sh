@@ -6,7 +6,8 @@
 #      type, shape and bytes and every key. stories260K (hidden 64: the fallbacks, F16 rows of 172)
 #      and gutenberg28M (bf16, real k-quants and their mixes), and gutenberg28M with the imatrix that
 #      qshard computed from calibration (when llama-cpp-python passes an imatrix);
-#   2. llama.cpp runs them: its perplexity of gutenberg28M F32 / Q8_0 / Q4_K_M and stories260K F32 on
+#   2. llama.cpp runs them: its perplexity of gutenberg28M F32 / Q8_0 / Q4_K_M (llama.cpp's quantizer,
+#      with the imatrix, and GPTQ's codes in the same blocks) and stories260K F32 on
 #      the first windows equals `qshard eval` of the same file within a derived tolerance, and its
 #      greedy decoding of stories260K F32 reproduces the golden ids.
 # Tolerances: with quantized weights llama.cpp's CPU matmuls quantize the activations to 8 bits
@@ -55,10 +56,11 @@ for t in Q4_K_M Q3_K_S Q2_K IQ4_NL Q4_0; do
   "${PY[@]}" same --ref "$gf32" --ours "$f" --ftype "${FT[$t]}" --imatrix "$T/gi_$t/imatrix.gguf"
 done
 
-echo "== 2. llama.cpp runs them"
+echo "== 2. llama.cpp runs them (and GPTQ's codes in the Q4_K_M blocks)"
+q "$G" gg_Q4_K_M Q4_K_M "${calib[@]}" --method gptq >/dev/null
 W=$G/wikitext2_test.h5
 for f in "$gf32:1e-5" "$T/g_Q8_0/gutenberg28M-Q8_0.gguf:1e-2" "$T/g_Q4_K_M/gutenberg28M-Q4_K_M.gguf:1e-2" \
-         "$T/gi_Q4_K_M/gutenberg28M-Q4_K_M.gguf:1e-2"; do
+         "$T/gi_Q4_K_M/gutenberg28M-Q4_K_M.gguf:1e-2" "$T/gg_Q4_K_M/gutenberg28M-Q4_K_M.gguf:1e-2"; do
   m=${f%:*} tol=${f##*:}
   p=$("$QSHARD" eval --model "$m" --data "$W" --seqlen 256 --eval-windows 4 | awk '/^ppl /{print $2}')
   echo "-- ${m#$T/}: qshard eval ppl $p"
