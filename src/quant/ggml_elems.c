@@ -2,73 +2,43 @@
 // with a block's parameters fixed (d, dmin, the sub-block scales — as its reference found them), the
 // code of one element for a value x, that code's value, and storing it. For the k-quants the code is
 // the reference's own final rounding on the decoded parameters (ggml-quants.c: L = nearest_int((x +
-// dm)/dd) clamped; a sub-block whose scale decodes to 0 keeps the code it has), so re-coding a
-// reference block's own inputs gives its bytes back; for the 32-blocks it is the nearest code on the
-// stored fp16 grid. Values are computed as the type's dequantization computes them, bit for bit.
+// dm)/dd) clamped — qs_ggml_round_affine/_symmetric, the very functions ggml_kquants.c rounds with; a
+// sub-block whose scale decodes to 0 keeps the code it has), so re-coding a reference block's own
+// inputs gives its bytes back; for the 32-blocks it is the nearest code on the stored fp16 grid. Values
+// are computed as the type's dequantization computes them, bit for bit. Code layouts: ggml_blocks.h.
 #include <string.h>
 
 #include "base/dtype.h"
 #include "quant/ggml_blocks.h"
 #include "quant/grid_ggml.h"
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 static inline float h2f(uint16_t h) { return qs_f16_to_f32(h); }
 
-// ---- code layouts ---------------------------------------------------------------------------------
-
-// 2-bit codes of Q2_K/Q3_K (and Q6_K's high bits): byte 32h + r%32, shift 2*(r/32), h = e/128, r = e%128.
-static inline int b2_byte(int e) { return 32 * (e / 128) + (e % 128) % 32; }
-static inline int b2_shift(int e) { return 2 * ((e % 128) / 32); }
-// 4-bit codes of Q4_K/Q5_K: byte 32c + r%32, shift 4*(r/32), c = e/64, r = e%64.
-static inline int k4_byte(int e) { return 32 * (e / 64) + (e % 64) % 32; }
-static inline int k4_shift(int e) { return 4 * ((e % 64) / 32); }
-// Q6_K's low 4 bits: byte 64h + 32*(quarter&1) + l, shift 4*(quarter>>1).
-static inline int q6_byte(int e) { int r = e % 128; return 64 * (e / 128) + 32 * ((r / 32) & 1) + r % 32; }
-static inline int q6_shift(int e) { return 4 * (((e % 128) / 32) >> 1); }
-// Legacy 32-blocks: byte j%16, low nibble for j < 16.
-static inline int n4_byte(int j) { return j % 16; }
-static inline int n4_shift(int j) { return j < 16 ? 0 : 4; }
-
+// Rewrites the width-bit field at bit shift of *p (the layouts: ggml_blocks.h).
 static inline void put_bits(uint8_t *p, int shift, int width, int v) {
   *p = (uint8_t)((*p & ~(((1 << width) - 1) << shift)) | ((v & ((1 << width) - 1)) << shift));
 }
-
-// The 6-bit scale and min of Q4_K/Q5_K sub-block j (get_scale_min_k4).
-static void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
-// Q3_K's 6-bit scale of sub-block j, minus 32.
-static int q3_scale(const uint8_t *s, int j) {
-  int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4, hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-  return (lo | hi << 4) - 32;
-}
-
-static uint32_t q5_qh(const uint8_t *qh) { return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24; }
 
 // ---- per type: the current code, the code for x, the value, storing ----------------------------------
 
 static int32_t stored(int type, const void *blk, int e) {
   switch (type) {
-  case QS_GGML_Q2_K: { const struct qs_block_q2_K *b = blk; return (b->qs[b2_byte(e)] >> b2_shift(e)) & 3; }
+  case QS_GGML_Q2_K: { const struct qs_block_q2_K *b = blk; return (b->qs[qs_ggml_2bit_byte(e)] >> qs_ggml_2bit_shift(e)) & 3; }
   case QS_GGML_Q3_K: {
     const struct qs_block_q3_K *b = blk;
-    return ((b->qs[b2_byte(e)] >> b2_shift(e)) & 3) | (((b->hmask[e % 32] >> (e / 32)) & 1) << 2);
+    return ((b->qs[qs_ggml_2bit_byte(e)] >> qs_ggml_2bit_shift(e)) & 3) |
+           (((b->hmask[qs_ggml_hbit_byte(e)] >> qs_ggml_hbit_shift(e)) & 1) << 2);
   }
-  case QS_GGML_Q4_K: { const struct qs_block_q4_K *b = blk; return (b->qs[k4_byte(e)] >> k4_shift(e)) & 0xF; }
+  case QS_GGML_Q4_K: { const struct qs_block_q4_K *b = blk; return (b->qs[qs_ggml_4bit_byte(e)] >> qs_ggml_4bit_shift(e)) & 0xF; }
   case QS_GGML_Q5_K: {
     const struct qs_block_q5_K *b = blk;
-    return ((b->qs[k4_byte(e)] >> k4_shift(e)) & 0xF) | (((b->qh[e % 32] >> (e / 32)) & 1) << 4);
+    return ((b->qs[qs_ggml_4bit_byte(e)] >> qs_ggml_4bit_shift(e)) & 0xF) |
+           (((b->qh[qs_ggml_hbit_byte(e)] >> qs_ggml_hbit_shift(e)) & 1) << 4);
   }
   case QS_GGML_Q6_K: {
     const struct qs_block_q6_K *b = blk;
-    return ((b->ql[q6_byte(e)] >> q6_shift(e)) & 0xF) | (((b->qh[b2_byte(e)] >> b2_shift(e)) & 3) << 4);
+    return ((b->ql[qs_ggml_q6_ql_byte(e)] >> qs_ggml_q6_ql_shift(e)) & 0xF) |
+           (((b->qh[qs_ggml_2bit_byte(e)] >> qs_ggml_2bit_shift(e)) & 3) << 4);
   }
   default: return 0;
   }
@@ -91,44 +61,44 @@ int32_t qs_ggml_elem_code(int type, const void *blk, int e, float x) {
   case QS_GGML_BF16: return qs_f32_to_bf16(x);
   case QS_GGML_Q8_0: {
     float d = h2f(((const struct qs_block_q8_0 *)blk)->d);
-    return d == 0.0f ? 0 : clampi(qs_ggml_nearest_int(x / d), -127, 127);
+    return d == 0.0f ? 0 : qs_ggml_clamp(qs_ggml_nearest_int(x / d), -127, 127);
   }
   case QS_GGML_Q4_0: case QS_GGML_Q5_0: {
     const uint16_t dh = type == QS_GGML_Q4_0 ? ((const struct qs_block_q4_0 *)blk)->d : ((const struct qs_block_q5_0 *)blk)->d;
     const int half = type == QS_GGML_Q4_0 ? 8 : 16;
     float d = h2f(dh);
-    return d == 0.0f ? half : clampi(qs_ggml_nearest_int(x / d) + half, 0, 2 * half - 1);
+    return d == 0.0f ? half : qs_ggml_round_symmetric(x, d, half);
   }
   case QS_GGML_Q4_1: case QS_GGML_Q5_1: {
     const struct qs_block_q4_1 *b4 = blk;
     const struct qs_block_q5_1 *b5 = blk;
     float d = h2f(type == QS_GGML_Q4_1 ? b4->d : b5->d), m = h2f(type == QS_GGML_Q4_1 ? b4->m : b5->m);
-    return d == 0.0f ? 0 : clampi(qs_ggml_nearest_int((x - m) / d), 0, type == QS_GGML_Q4_1 ? 15 : 31);
+    return d == 0.0f ? 0 : qs_ggml_round_affine(x, d, -m, type == QS_GGML_Q4_1 ? 15 : 31); // x + (-m) is exactly x - m
   }
   case QS_GGML_Q2_K: {
     const struct qs_block_q2_K *b = blk;
     uint8_t sc = b->scales[e / 16];
     float dd = h2f(b->d) * (sc & 0xF), dm = h2f(b->dmin) * (sc >> 4);
-    return dd == 0.0f ? stored(type, blk, e) : clampi(qs_ggml_nearest_int((x + dm) / dd), 0, 3);
+    return dd == 0.0f ? stored(type, blk, e) : qs_ggml_round_affine(x, dd, dm, 3);
   }
   case QS_GGML_Q3_K: {
     const struct qs_block_q3_K *b = blk;
-    float dd = h2f(b->d) * q3_scale(b->scales, e / 16);
-    return dd == 0.0f ? stored(type, blk, e) : clampi(qs_ggml_nearest_int(x / dd), -4, 3) + 4;
+    float dd = h2f(b->d) * (qs_ggml_q3_get_scale(b->scales, e / 16) - 32);
+    return dd == 0.0f ? stored(type, blk, e) : qs_ggml_round_symmetric(x, dd, 4);
   }
   case QS_GGML_Q4_K: case QS_GGML_Q5_K: {
     const struct qs_block_q4_K *b4 = blk;
     const struct qs_block_q5_K *b5 = blk;
     const uint8_t *scales = type == QS_GGML_Q4_K ? b4->scales : b5->scales;
-    int sc, m;
-    k4_scale_min(scales, e / 32, &sc, &m);
+    uint8_t sc, m;
+    qs_ggml_k4_get_scale_min(scales, e / 32, &sc, &m);
     float dd = h2f(type == QS_GGML_Q4_K ? b4->d : b5->d) * sc, dm = h2f(type == QS_GGML_Q4_K ? b4->dmin : b5->dmin) * m;
-    return dd == 0.0f ? stored(type, blk, e) : clampi(qs_ggml_nearest_int((x + dm) / dd), 0, type == QS_GGML_Q4_K ? 15 : 31);
+    return dd == 0.0f ? stored(type, blk, e) : qs_ggml_round_affine(x, dd, dm, type == QS_GGML_Q4_K ? 15 : 31);
   }
   case QS_GGML_Q6_K: {
     const struct qs_block_q6_K *b = blk;
     float dd = h2f(b->d) * b->scales[e / 16];
-    return dd == 0.0f ? stored(type, blk, e) : clampi(qs_ggml_nearest_int(x / dd), -32, 31) + 32;
+    return dd == 0.0f ? stored(type, blk, e) : qs_ggml_round_symmetric(x, dd, 32);
   }
   default: return 0;
   }
@@ -152,14 +122,14 @@ float qs_ggml_elem_value(int type, const void *blk, int e, int32_t q) {
   }
   case QS_GGML_Q3_K: {
     const struct qs_block_q3_K *b = blk;
-    float dl = h2f(b->d) * q3_scale(b->scales, e / 16);
+    float dl = h2f(b->d) * (qs_ggml_q3_get_scale(b->scales, e / 16) - 32);
     return dl * ((q & 3) - ((q >> 2) & 1 ? 0 : 4));
   }
   case QS_GGML_Q4_K: case QS_GGML_Q5_K: {
     const struct qs_block_q4_K *b4 = blk;
     const struct qs_block_q5_K *b5 = blk;
-    int sc, m;
-    k4_scale_min(type == QS_GGML_Q4_K ? b4->scales : b5->scales, e / 32, &sc, &m);
+    uint8_t sc, m;
+    qs_ggml_k4_get_scale_min(type == QS_GGML_Q4_K ? b4->scales : b5->scales, e / 32, &sc, &m);
     float d1 = h2f(type == QS_GGML_Q4_K ? b4->d : b5->d) * sc, m1 = h2f(type == QS_GGML_Q4_K ? b4->dmin : b5->dmin) * m;
     return d1 * q - m1;
   }
@@ -176,35 +146,36 @@ void qs_ggml_elem_put(int type, void *blk, int e, int32_t q) {
   case QS_GGML_F32: memcpy((char *)blk + 4 * e, &q, 4); break;
   case QS_GGML_F16: case QS_GGML_BF16: { uint16_t h = (uint16_t)q; memcpy((char *)blk + 2 * e, &h, 2); break; }
   case QS_GGML_Q8_0: ((struct qs_block_q8_0 *)blk)->qs[e] = (int8_t)q; break;
-  case QS_GGML_Q4_0: put_bits(&((struct qs_block_q4_0 *)blk)->qs[n4_byte(e)], n4_shift(e), 4, q); break;
-  case QS_GGML_Q4_1: put_bits(&((struct qs_block_q4_1 *)blk)->qs[n4_byte(e)], n4_shift(e), 4, q); break;
+  case QS_GGML_Q4_0: case QS_GGML_Q4_1: {
+    uint8_t *qs = type == QS_GGML_Q4_0 ? ((struct qs_block_q4_0 *)blk)->qs : ((struct qs_block_q4_1 *)blk)->qs;
+    put_bits(&qs[qs_ggml_nib_byte(e)], qs_ggml_nib_shift(e), 4, q);
+    break;
+  }
   case QS_GGML_Q5_0: case QS_GGML_Q5_1: {
     uint8_t *qs = type == QS_GGML_Q5_0 ? ((struct qs_block_q5_0 *)blk)->qs : ((struct qs_block_q5_1 *)blk)->qs;
-    uint8_t *qhp = type == QS_GGML_Q5_0 ? ((struct qs_block_q5_0 *)blk)->qh : ((struct qs_block_q5_1 *)blk)->qh;
-    put_bits(&qs[n4_byte(e)], n4_shift(e), 4, q & 0xF);
-    uint32_t qh = q5_qh(qhp);
-    qh = (qh & ~(1u << e)) | ((uint32_t)((q >> 4) & 1) << e);
-    for (int i = 0; i < 4; i++) qhp[i] = (uint8_t)(qh >> (8 * i));
+    uint8_t *qh = type == QS_GGML_Q5_0 ? ((struct qs_block_q5_0 *)blk)->qh : ((struct qs_block_q5_1 *)blk)->qh;
+    put_bits(&qs[qs_ggml_nib_byte(e)], qs_ggml_nib_shift(e), 4, q & 0xF);
+    put_bits(&qh[qs_ggml_bit32_byte(e)], qs_ggml_bit32_shift(e), 1, (q >> 4) & 1);
     break;
   }
-  case QS_GGML_Q2_K: put_bits(&((struct qs_block_q2_K *)blk)->qs[b2_byte(e)], b2_shift(e), 2, q); break;
+  case QS_GGML_Q2_K: put_bits(&((struct qs_block_q2_K *)blk)->qs[qs_ggml_2bit_byte(e)], qs_ggml_2bit_shift(e), 2, q); break;
   case QS_GGML_Q3_K: {
     struct qs_block_q3_K *b = blk;
-    put_bits(&b->qs[b2_byte(e)], b2_shift(e), 2, q & 3);
-    put_bits(&b->hmask[e % 32], e / 32, 1, (q >> 2) & 1);
+    put_bits(&b->qs[qs_ggml_2bit_byte(e)], qs_ggml_2bit_shift(e), 2, q & 3);
+    put_bits(&b->hmask[qs_ggml_hbit_byte(e)], qs_ggml_hbit_shift(e), 1, (q >> 2) & 1);
     break;
   }
-  case QS_GGML_Q4_K: put_bits(&((struct qs_block_q4_K *)blk)->qs[k4_byte(e)], k4_shift(e), 4, q); break;
+  case QS_GGML_Q4_K: put_bits(&((struct qs_block_q4_K *)blk)->qs[qs_ggml_4bit_byte(e)], qs_ggml_4bit_shift(e), 4, q); break;
   case QS_GGML_Q5_K: {
     struct qs_block_q5_K *b = blk;
-    put_bits(&b->qs[k4_byte(e)], k4_shift(e), 4, q & 0xF);
-    put_bits(&b->qh[e % 32], e / 32, 1, (q >> 4) & 1);
+    put_bits(&b->qs[qs_ggml_4bit_byte(e)], qs_ggml_4bit_shift(e), 4, q & 0xF);
+    put_bits(&b->qh[qs_ggml_hbit_byte(e)], qs_ggml_hbit_shift(e), 1, (q >> 4) & 1);
     break;
   }
   case QS_GGML_Q6_K: {
     struct qs_block_q6_K *b = blk;
-    put_bits(&b->ql[q6_byte(e)], q6_shift(e), 4, q & 0xF);
-    put_bits(&b->qh[b2_byte(e)], b2_shift(e), 2, (q >> 4) & 3);
+    put_bits(&b->ql[qs_ggml_q6_ql_byte(e)], qs_ggml_q6_ql_shift(e), 4, q & 0xF);
+    put_bits(&b->qh[qs_ggml_2bit_byte(e)], qs_ggml_2bit_shift(e), 2, (q >> 4) & 3);
     break;
   }
   default: break;

@@ -10,7 +10,8 @@
 //                scale search (ntry 7); F16/BF16: element-wise conversion.
 //   imp != NULL  Q4_0/Q5_0: weighted symmetric search (make_qx_quants), Q4_1/Q5_1: weighted
 //                min/scale search (make_qkx3_quants), IQ4_NL: weights imp*sqrt(sigma2 + x^2);
-//                Q8_0, MXFP4, F16, BF16 ignore it, as ggml does.
+//                Q8_0, MXFP4, F16, BF16 ignore it, as ggml does. The searches the k-quants share are
+//                quant/ggml_search.c's; the code layouts ggml_blocks.h's.
 // Bit-exactness rests on: float32 arithmetic in ggml's operation order (each product and sum rounded
 // on its own: qshard builds with -ffp-contract=off, and llama-cpp-python builds ggml-base for plain
 // x86-64, which has no FMA to contract into); sums in index order; ggml's two roundings — the ref
@@ -22,10 +23,6 @@
 
 #include "base/dtype.h"
 #include "quant/ggml_blocks.h"
-#include "quant/grid_ggml.h"
-#include "quant/grid_ggml.h"
-
-#define GROUP_MAX_EPS 1e-15f // below this |max| a group is all zero (ggml-quants.c)
 
 // llama.cpp's non-linear 4-bit grid (ggml-common.h kvalues_iq4nl) and MXFP4's E2M1 values doubled
 // (kvalues_mxfp4: index bit 3 is the sign; doubled so that the block scale is E8M0/2).
@@ -76,49 +73,31 @@ static int best_index_int8(int n, const int8_t *val, float x) {
   return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
-// ---- packing: 32 codes of a block, element j in the low nibble of byte j and element j+16 in the
-// high nibble; 5-bit codes add their bit 4 as bit j (element j) of the little-endian uint32 qh.
+// ---- packing: 32 codes of a block (ggml_blocks.h: qs_ggml_nib_* for the 4-bit codes, qs_ggml_bit32_*
+// for bit 4 of the 5-bit ones). Q4_0/Q4_1 OR the whole code into its nibble, as ggml does (their codes
+// are 0..15); Q5_0/Q5_1 mask, as ggml does (Q5_1's unclipped code may exceed 31).
 
 static void pack_nibbles(const uint8_t L[32], uint8_t qs[16]) {
-  for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(L[j] | L[j + 16] << 4);
+  memset(qs, 0, 16);
+  for (int j = 0; j < 32; j++) qs[qs_ggml_nib_byte(j)] |= (uint8_t)(L[j] << qs_ggml_nib_shift(j));
 }
 
 static void unpack_nibbles(const uint8_t qs[16], int q[32]) {
-  for (int j = 0; j < 16; j++) {
-    q[j] = qs[j] & 15;
-    q[j + 16] = qs[j] >> 4;
-  }
+  for (int j = 0; j < 32; j++) q[j] = (qs[qs_ggml_nib_byte(j)] >> qs_ggml_nib_shift(j)) & 15;
 }
 
 static void pack_q5(const uint8_t L[32], uint8_t qs[16], uint8_t qh[4]) {
-  uint32_t h = 0;
-  for (int j = 0; j < 16; j++) {
-    qs[j] = (uint8_t)((L[j] & 15) | (L[j + 16] & 15) << 4);
-    h |= (uint32_t)((L[j] & 0x10u) >> 4) << j;
-    h |= (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+  memset(qs, 0, 16);
+  memset(qh, 0, 4);
+  for (int j = 0; j < 32; j++) {
+    qs[qs_ggml_nib_byte(j)] |= (uint8_t)((L[j] & 15) << qs_ggml_nib_shift(j));
+    qh[qs_ggml_bit32_byte(j)] |= (uint8_t)(((L[j] >> 4) & 1) << qs_ggml_bit32_shift(j));
   }
-  for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(h >> 8 * k);
 }
 
 static void unpack_q5(const uint8_t qs[16], const uint8_t qh[4], int q[32]) {
-  uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
-  for (int j = 0; j < 16; j++) {
-    q[j] = (qs[j] & 15) | (int)((h >> j) & 1) << 4;
-    q[j + 16] = (qs[j] >> 4) | (int)((h >> (j + 16)) & 1) << 4;
-  }
-}
-
-// The signed value of largest magnitude (the first one on ties): the symmetric types map it to the
-// grid's negative end, which has one level more than the positive one.
-static float signed_absmax(const float *x, int n, float *amax_out) {
-  float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < n; j++)
-    if (amax < fabsf(x[j])) {
-      amax = fabsf(x[j]);
-      max = x[j];
-    }
-  if (amax_out) *amax_out = amax;
-  return max;
+  unpack_nibbles(qs, q);
+  for (int j = 0; j < 32; j++) q[j] |= ((qh[qs_ggml_bit32_byte(j)] >> qs_ggml_bit32_shift(j)) & 1) << 4;
 }
 
 static void min_max(const float *x, int n, float *min, float *max) {
@@ -130,135 +109,26 @@ static void min_max(const float *x, int n, float *min, float *max) {
   }
 }
 
-// ---- importance searches (the quant_weights paths)
-
-// make_qx_quants with weights w (rmse_type 1): codes L in [0, 2·nmax) for x ≈ scale·(L - nmax).
-// Grids map max to -(nmax + 0.1·is), is = 0 then ±1..±9; each gets its weighted least-squares scale
-// Σw·x·l / Σw·l², and the grid of largest (Σw·x·l)²/Σw·l² (least weighted squared error) is kept.
-// Returns the scale (0 for an all-zero group).
-static float qx_quants(int n, int nmax, const float *x, uint8_t *L, const float *w) {
-  float amax;
-  const float max = signed_absmax(x, n, &amax);
-  if (amax < GROUP_MAX_EPS) {
-    memset(L, 0, (size_t)n);
-    return 0.0f;
-  }
-  float iscale = (float)-nmax / max, sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; i++) {
-    int l = qs_ggml_nearest_int(iscale * x[i]);
-    l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
-    L[i] = (uint8_t)(l + nmax);
-    sumlx += w[i] * x[i] * (float)l;
-    suml2 += w[i] * (float)l * (float)l;
-  }
-  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f, best = scale * sumlx;
-  for (int is = -9; is <= 9; is++) {
-    if (is == 0) continue;
-    iscale = -((float)nmax + 0.1f * (float)is) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; i++) {
-      int l = qs_ggml_nearest_int(iscale * x[i]);
-      l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
-      sumlx += w[i] * x[i] * (float)l;
-      suml2 += w[i] * (float)l * (float)l;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; i++) {
-        int l = qs_ggml_nearest_int(iscale * x[i]);
-        L[i] = (uint8_t)(nmax + (l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l));
-      }
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
-}
-
-// make_qkx3_quants with weights w, use_mad false: codes L in [0, nmax] for x ≈ scale*L - the_min,
-// the min never above 0. Starts from the min/max grid, then tries nstep+1 grids of
-// (rmin + rdelta·is + nmax) levels over [min, max], each with its weighted least-squares scale and
-// min, keeping the one of least weighted squared error.
-static float qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, float rmin,
-                         float rdelta, int nstep) {
-  uint8_t Laux[32];
-  float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-  for (int i = 1; i < n; i++) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max <= min) {
-    memset(L, 0, (size_t)n);
-    *the_min = -min;
-    return 0.0f;
-  }
-  float iscale = (float)nmax / (max - min), scale = 1 / iscale, best_mad = 0;
-  for (int i = 0; i < n; i++) {
-    int l = qs_ggml_nearest_int(iscale * (x[i] - min));
-    L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
-    float diff = scale * (float)L[i] + min - x[i];
-    best_mad += w[i] * (diff * diff);
-  }
-  for (int is = 0; is <= nstep; is++) {
-    iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; i++) {
-      int l = qs_ggml_nearest_int(iscale * (x[i] - min));
-      l = l < 0 ? 0 : l > nmax ? nmax : l;
-      Laux[i] = (uint8_t)l;
-      sum_l += w[i] * (float)l;
-      sum_l2 += w[i] * (float)l * (float)l;
-      sum_xl += w[i] * (float)l * x[i];
-    }
-    float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float mad = 0;
-      for (int i = 0; i < n; i++) {
-        float diff = this_scale * (float)Laux[i] + this_min - x[i];
-        mad += w[i] * (diff * diff);
-      }
-      if (mad < best_mad) {
-        memcpy(L, Laux, (size_t)n);
-        best_mad = mad;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
+// ---- importance (the quant_weights paths; the searches are quant/ggml_search.c's)
 
 // The row-wide spread sigma2 = Σx²/n that the legacy types' importance weights are relative to.
-static float row_sigma2(const float *x, int64_t n) {
-  float sum_x2 = 0;
-  for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
-  return sum_x2 / (float)n;
-}
+static float row_sigma2(const float *x, int64_t n) { return qs_ggml_sum_squares(n, x) / (float)n; }
 
 // The block's weights imp · sqrt(sigma2 + x²) (the importance, raised for the block's large values),
 // or NULL without imp.
 static const float *imp_weights(const float *x, const float *imp, float sigma2, float w[32]) {
   if (!imp) return NULL;
-  for (int j = 0; j < 32; j++) w[j] = imp[j] * sqrtf(sigma2 + x[j] * x[j]);
+  qs_ggml_fill_weights(32, x, imp, sigma2, w);
   return w;
 }
 
 // Q4_0 / Q5_0 (nmax 8 / 16): x ≈ d·(q - nmax), q in [0, 2·nmax). Without weights the block's signed
 // absmax maps to q = 0 (d = max/-nmax) and q = trunc(x/d + nmax + 0.5) clipped to 2·nmax - 1: round
 // half up, not nearest_int; the clip catches +absmax, one level beyond the grid. With weights: the
-// weighted search. Returns d.
-static float fit_sym(const float *x, const float *w, int nmax, uint8_t L[32]) {
-  if (w) return qx_quants(32, nmax, x, L, w);
-  const float d = signed_absmax(x, 32, NULL) / (float)-nmax, id = d != 0.0f ? 1.0f / d : 0.0f;
+// weighted search (make_qx_quants). Returns d.
+static float legacy_fit_sym(const float *x, const float *w, int nmax, uint8_t L[32]) {
+  if (w) return qs_ggml_fit_symmetric(32, nmax, x, w, L);
+  const float d = qs_ggml_find_absmax(32, x, NULL) / (float)-nmax, id = d != 0.0f ? 1.0f / d : 0.0f;
   for (int j = 0; j < 32; j++) {
     const int q = cast_i8(x[j] * id + ((float)nmax + 0.5f));
     L[j] = (uint8_t)(q < 2 * nmax - 1 ? q : 2 * nmax - 1);
@@ -269,11 +139,12 @@ static float fit_sym(const float *x, const float *w, int nmax, uint8_t L[32]) {
 // Q4_1 / Q5_1 (nmax 15 / 31): x ≈ d·q + min, q in [0, nmax]. Without weights min is the block's,
 // d = (max - min)/nmax and q = trunc((x - min)/d + 0.5); ggml clips Q4_1's int8 cast at 15 and
 // casts Q5_1's to uint8 unclipped (clip 127 on the int8 is that same byte): they differ only where a
-// subnormal d makes x/d overshoot. With weights: the weighted min/scale search. Returns d.
-static float fit_affine(const float *x, const float *w, int nmax, int clip, uint8_t L[32], float *min) {
+// subnormal d makes x/d overshoot. With weights: the weighted min/scale search (make_qkx3_quants).
+// Returns d.
+static float legacy_fit_affine(const float *x, const float *w, int nmax, int clip, uint8_t L[32], float *min) {
   if (w) {
     float the_min;
-    const float d = qkx3_quants(32, nmax, x, w, L, &the_min, -0.9f, 0.05f, 36);
+    const float d = qs_ggml_fit_affine(32, nmax, x, w, L, &the_min, -0.9f, 0.05f, 36, 0);
     *min = -the_min;
     return d;
   }
@@ -320,7 +191,7 @@ void qs_ggml_quantize_q4_0_ref(const float *x, const float *imp, int64_t n, void
     const float *xb = x + b * QS_QK4_0;
     float w[32];
     uint8_t L[32];
-    y[b].d = fp16(fit_sym(xb, imp_weights(xb, imp ? imp + b * QS_QK4_0 : NULL, sigma2, w), 8, L));
+    y[b].d = fp16(legacy_fit_sym(xb, imp_weights(xb, imp ? imp + b * QS_QK4_0 : NULL, sigma2, w), 8, L));
     pack_nibbles(L, y[b].qs);
   }
 }
@@ -332,7 +203,7 @@ void qs_ggml_quantize_q5_0_ref(const float *x, const float *imp, int64_t n, void
     const float *xb = x + b * QS_QK5_0;
     float w[32];
     uint8_t L[32];
-    y[b].d = fp16(fit_sym(xb, imp_weights(xb, imp ? imp + b * QS_QK5_0 : NULL, sigma2, w), 16, L));
+    y[b].d = fp16(legacy_fit_sym(xb, imp_weights(xb, imp ? imp + b * QS_QK5_0 : NULL, sigma2, w), 16, L));
     pack_q5(L, y[b].qs, y[b].qh);
   }
 }
@@ -344,7 +215,7 @@ void qs_ggml_quantize_q4_1_ref(const float *x, const float *imp, int64_t n, void
     const float *xb = x + b * QS_QK4_1;
     float w[32], min;
     uint8_t L[32];
-    y[b].d = fp16(fit_affine(xb, imp_weights(xb, imp ? imp + b * QS_QK4_1 : NULL, sigma2, w), 15, 15, L, &min));
+    y[b].d = fp16(legacy_fit_affine(xb, imp_weights(xb, imp ? imp + b * QS_QK4_1 : NULL, sigma2, w), 15, 15, L, &min));
     y[b].m = fp16(min);
     pack_nibbles(L, y[b].qs);
   }
@@ -357,7 +228,7 @@ void qs_ggml_quantize_q5_1_ref(const float *x, const float *imp, int64_t n, void
     const float *xb = x + b * QS_QK5_1;
     float w[32], min;
     uint8_t L[32];
-    y[b].d = fp16(fit_affine(xb, imp_weights(xb, imp ? imp + b * QS_QK5_1 : NULL, sigma2, w), 31, 127, L, &min));
+    y[b].d = fp16(legacy_fit_affine(xb, imp_weights(xb, imp ? imp + b * QS_QK5_1 : NULL, sigma2, w), 31, 127, L, &min));
     y[b].m = fp16(min);
     pack_q5(L, y[b].qs, y[b].qh);
   }
@@ -444,13 +315,15 @@ static void iq4_nl_sums(const float *x, const float *w, float id, float *sumqx, 
 
 static void iq4_nl_block(const float *x, const float *qw, struct qs_block_iq4_nl *y) {
   const int ntry = 7;
-  float sigma2 = 0, w[32];
-  for (int j = 0; j < 32; j++) sigma2 += x[j] * x[j];
-  sigma2 *= 2.0f / 32;
-  for (int j = 0; j < 32; j++) w[j] = qw ? qw[j] * sqrtf(sigma2 + x[j] * x[j]) : x[j] * x[j];
+  // ggml's Σx²·(2/32), not the k-quants' 2·Σx²/n: the two round apart at overflow and for subnormals
+  const float sigma2 = qs_ggml_sum_squares(32, x) * (2.0f / 32);
+  float w[32];
+  if (qw) qs_ggml_fill_weights(32, x, qw, sigma2, w);
+  else
+    for (int j = 0; j < 32; j++) w[j] = x[j] * x[j];
   float amax, scale = 0;
-  const float max = signed_absmax(x, 32, &amax);
-  if (amax >= GROUP_MAX_EPS) {
+  const float max = qs_ggml_find_absmax(32, x, &amax);
+  if (amax >= QS_GGML_GROUP_MAX_EPS) {
     float d = -max / (float)k_iq4nl[0], sumqx, sumq2;
     iq4_nl_sums(x, w, 1 / d, &sumqx, &sumq2);
     d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
@@ -497,7 +370,7 @@ void qs_ggml_quantize_mxfp4_ref(const float *x, const float *imp, int64_t n, voi
   for (int64_t b = 0; b < n / QS_QK_MXFP4; b++) {
     const float *xb = x + b * QS_QK_MXFP4;
     float amax;
-    signed_absmax(xb, 32, &amax);
+    qs_ggml_find_absmax(32, xb, &amax);
     const uint8_t e = amax > 0.0f ? cast_u8(floorf(log2f(amax)) - 2.0f + 127.0f) : 0;
     const float d = e8m0_half(e);
     y[b].e = e;

@@ -47,11 +47,4 @@ int32_t qs_ggml_elem_code(int type, const void *block, int j, float x);
 float qs_ggml_elem_value(int type, const void *block, int j, int32_t code);
 void qs_ggml_elem_put(int type, void *block, int j, int32_t code);
 
-// llama.cpp's nearest_int (ggml-quants.c), which every type uses: round to nearest, ties to even,
-// valid for |f| <= 4194303 (the 1.5*2^23 trick).
-static inline int qs_ggml_nearest_int(float f) {
-  union { float f; int32_t i; } v = {f + 12582912.f};
-  return (v.i & 0x007fffff) - 0x00400000;
-}
-
 #endif
