@@ -12,7 +12,8 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: qshard quantize --model DIR --calib FILE.h5 --out DIR [options]\n"
           "  --method NAME          gptq (default; needs --calib) or rtn (--calib optional: only for the\n"
-          "                         report's output error)\n"
+          "                         report's output error, and --imatrix); with --format gguf the default is\n"
+          "                         rtn (llama.cpp's own quantizers), gptq chooses the codes in its blocks\n"
           "  --bits 2|3|4|8         weight bits (default 4)\n"
           "  --group-size N         columns per scale group: 32, 64, 128 or -1 = per row (default 128;\n"
           "                         a ragged last group is allowed)\n"
