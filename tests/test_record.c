@@ -101,9 +101,9 @@ static void test_save_load(const char *dir) {
       CHECK_EQ_INT(qs_qrecord_load(&f, name, (int)b, &back), QS_OK);
       CHECK(same(&r, &back));
       CHECK(back.n_extra == 1 && back.extra[0].data[5] == 2.5f && !strcmp(back.extra[0].name, "input_scale"));
+      qs_qrecord_free(&back);
       CHECK(qs_qrecord_load(&f, "model.layers.9.mlp.up_proj", 9, &back) == QS_ERR_FORMAT); // absent
       qs_st_close(&f);
-      qs_qrecord_free(&back);
       qs_qrecord_free(&r);
     }
   }

@@ -307,7 +307,7 @@ static qs_status build_header(struct qs_gguf_writer *w, unsigned char **out, siz
   PUT(&version, 4);
   PUT(&n_t, 8);
   PUT(&n_kv, 8);
-  PUT(w->kv, w->kv_len);
+  if (w->kv_len) PUT(w->kv, w->kv_len); // no keys: kv is NULL
   for (size_t i = 0; i < w->n_t; i++) {
     struct qs_gguf_wtensor *t = &w->t[i];
     uint64_t nlen = strlen(t->name);
