@@ -51,6 +51,15 @@ deps() { bash "$root/scripts/deps.sh"; }
 # builds llama.cpp with CMake (~9 min on 2 cores, first run only: the built wheel is cached), with the
 # library and ggml alone (no tools, examples, tests, server, mtmd) and no -march=native.
 QS_PYTHON=""
+# The venv itself is cached too, beside pip's cache, keyed by the Python version and the pinned
+# requirements (a fresh clone then reuses it instead of unpacking ~4 GB of wheels again): .venv is a
+# link to it. QS_VENV names another directory; an existing .venv of the checkout is used as it is.
+venv_dir() {
+  local key
+  key=$({ python3 -c 'import sys; print(sys.version_info[:2])'; echo "safetensors numpy h5py gguf pyyaml";
+          echo "$llama_cmake_args"; cat "$root"/tests/py/requirements-*.txt; } | sha256sum | cut -c1-12)
+  echo "${QS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qshard/venv-$key}"
+}
 pyenv_check() { "$1" -c 'import safetensors, numpy, h5py, gguf' >/dev/null 2>&1; }
 clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel, llama_cpp' >/dev/null 2>&1; }
 llama_cmake_args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
@@ -67,7 +76,11 @@ clients() {
   clients_check "$py" || { echo "the client packages do not import: test_hf_client will skip"; return 77; }
 }
 venv() {
-  local py=$root/.venv/bin/python
+  local py=$root/.venv/bin/python dir
+  if [ ! -e "$root/.venv" ]; then
+    dir=$(venv_dir)
+    if mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; then ln -s "$dir" "$root/.venv"; echo ".venv -> $dir"; fi
+  fi
   if [ -x "$py" ] && pyenv_check "$py"; then QS_PYTHON=$py; echo "reusing .venv"; return 0; fi
   if ! python3 -m venv "$root/.venv"; then echo "python3 -m venv failed: python tests will skip"; return 77; fi
   if ! "$py" -m pip install -q --no-input --disable-pip-version-check --timeout 60 \

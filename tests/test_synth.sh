@@ -26,7 +26,15 @@ expect_bad() {
   grep -q -- "$pat" "$work/last.out" || { fail "$d: message lacks '$pat'"; cat "$work/last.out" >&2; }
 }
 # shape_of DIR NAME: the shape column of `qshard inspect DIR` for tensor NAME, e.g. "[128, 256]"
-shape_of() { "$QSHARD" inspect "$1" | awk -v n="$2" '$1 == n { s = ""; for (i = 3; i <= NF; i++) { s = s (s ? " " : "") $i; if ($i ~ /\]$/) break } print s }'; }
+# inspect_of DIR: `qshard inspect DIR`, run once per directory (synth clears the cache): each qshard
+# start costs ~2 s under the sanitizer pass's leak checker, and the checks below read one listing often.
+inspect_of() {
+  local c
+  c="$work/.inspect.$(printf %s "$1" | md5sum | cut -c1-16)"
+  [ -f "$c" ] || "$QSHARD" inspect "$1" >"$c"
+  cat "$c"
+}
+shape_of() { inspect_of "$1" | awk -v n="$2" '$1 == n { s = ""; for (i = 3; i <= NF; i++) { s = s (s ? " " : "") $i; if ($i ~ /\]$/) break } print s }'; }
 check_shape() { # DIR NAME EXPECTED
   local got
   got=$(shape_of "$1" "$2")
@@ -34,11 +42,11 @@ check_shape() { # DIR NAME EXPECTED
 }
 check_inspect_total() { # DIR KEY VALUE  (a "key: value" line of inspect's totals)
   local got
-  got=$("$QSHARD" inspect "$1" | awk -v k="$2:" '$1 == k { print $2 }')
+  got=$(inspect_of "$1" | awk -v k="$2:" '$1 == k { print $2 }')
   [ "$got" = "$3" ] || fail "$(basename "$1"): inspect $2 '$got', expected '$3'"
 }
 
-synth() { "$QSHARD" synth "$@"; }
+synth() { rm -f "$work"/.inspect.*; "$QSHARD" synth "$@"; }
 
 # Parameters of the tiny preset (hidden 256, inter 768, 4 layers, 8 heads / 4 KV of 32, vocab 1024):
 # embed + lm_head 2*1024*256; per layer q,o 256*256, k,v 128*256, gate,up,down 768*256, 2 norms.
@@ -89,7 +97,7 @@ check_shape "$work/a" model.layers.2.mlp.down_proj.weight "[256, 768]"
 check_shape "$work/a" model.layers.2.input_layernorm.weight "[256]"
 check_shape "$work/a" model.layers.2.post_attention_layernorm.weight "[256]"
 check_shape "$work/a" model.norm.weight "[256]"
-"$QSHARD" inspect "$work/a" | grep -q "format=pt" || fail "tiny: __metadata__ format=pt missing"
+inspect_of "$work/a" | grep -q "format=pt" || fail "tiny: __metadata__ format=pt missing"
 
 # ---- determinism ----------------------------------------------------------------------------------
 expect_ok "synth tiny again" synth --config tiny --seed 1 --out "$work/b"
@@ -115,7 +123,7 @@ grep -qF '"torch_dtype": "float32"' "$work/f32/config.json" || fail "f32: torch_
 grep -qF '"num_hidden_layers": 2' "$work/f16/config.json" || fail "--layers 2: num_hidden_layers"
 check_inspect_total "$work/f32" bytes "$((tiny_params * 4))"
 check_inspect_total "$work/f16" tensors 21
-"$QSHARD" inspect "$work/f16" | grep -q "model.layers.2\." && fail "--layers 2 wrote layer 2"
+inspect_of "$work/f16" | grep -q "model.layers.2\." && fail "--layers 2 wrote layer 2"
 
 # ---- --force, bad arguments -----------------------------------------------------------------------
 expect_bad "existing --out" "already exists" synth --config tiny --out "$work/c"
