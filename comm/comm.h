@@ -19,6 +19,12 @@ void qs_comm_finalize(struct qs_comm *world);
 // Ends every rank of the job; for a rank that cannot continue (a peer would wait forever).
 void qs_comm_abort(struct qs_comm *c, int code) __attribute__((noreturn));
 
+// Every wait below gives up after `seconds` (0: waits forever; default 3600, or QS_COMM_TIMEOUT from
+// the environment at qs_comm_init): the ranks that wait tell each other so, one error line names the
+// ranks that never joined (dead, hung or busy elsewhere), and the job ends with QS_EXIT_COMM_TIMEOUT.
+void qs_comm_set_timeout(double seconds);
+double qs_comm_timeout(void);
+
 int qs_comm_rank(const struct qs_comm *c);
 int qs_comm_size(const struct qs_comm *c);
 // Rank within the node (for the GPU choice) and the node's rank count.

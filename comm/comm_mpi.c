@@ -10,8 +10,16 @@
 struct qs_comm {
   MPI_Comm comm;
   int rank, size, local_rank, local_size;
-  int owned; // communicator created here (freed by qs_comm_free)
+  int owned;               // communicator created here (freed by qs_comm_free)
+  unsigned long long seq;  // operations started on this communicator (named in a timeout report)
 };
+
+// Collective waits end after this many seconds (0: never): a rank that died or hangs must not keep
+// the others waiting forever (qs_comm_set_timeout). g_side, a duplicate of MPI_COMM_WORLD, carries
+// only the timeout reports, so they cannot match a message of the run.
+static double g_timeout = 3600;
+static MPI_Comm g_side = MPI_COMM_NULL;
+enum { TAG_WAITING = 0x5157 };
 
 // Leaf wrapper: prints rank, host, file:line and the failing call with MPI's error string.
 #define QS_MPI_CHECK(call)                                                              \
@@ -49,6 +57,17 @@ qs_status qs_comm_init(int *argc, char ***argv, struct qs_comm **world) {
   if (!inited) QS_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   // Errors come back as codes so that each call site can report itself.
   QS_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  if (g_side == MPI_COMM_NULL) {
+    QS_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &g_side));
+    QS_MPI_CHECK(MPI_Comm_set_errhandler(g_side, MPI_ERRORS_RETURN));
+  }
+  const char *env = getenv("QS_COMM_TIMEOUT");
+  if (env && *env) {
+    char *end = NULL;
+    double v = strtod(env, &end);
+    if (*end || !(v >= 0)) QS_FAIL(QS_ERR_ARG, "QS_COMM_TIMEOUT='%s': expected seconds >= 0 (0: no timeout)", env);
+    g_timeout = v;
+  }
   QS_ALLOC(c, 1);
   c->comm = MPI_COMM_WORLD;
   QS_TRY(comm_fill(c));
@@ -64,7 +83,86 @@ void qs_comm_finalize(struct qs_comm *world) {
   free(world);
   int fin = 0;
   MPI_Finalized(&fin);
-  if (!fin) MPI_Finalize();
+  if (fin) return;
+  if (g_side != MPI_COMM_NULL) MPI_Comm_free(&g_side);
+  MPI_Finalize();
+}
+
+void qs_comm_set_timeout(double seconds) { g_timeout = seconds; }
+double qs_comm_timeout(void) { return g_timeout; }
+
+// ---- waiting with a timeout -----------------------------------------------------------------------
+
+// World rank of rank r of c.
+static int world_rank_of(const struct qs_comm *c, int r) {
+  MPI_Group g = MPI_GROUP_NULL, w = MPI_GROUP_NULL;
+  int out = r;
+  if (MPI_Comm_group(c->comm, &g) == MPI_SUCCESS && MPI_Comm_group(MPI_COMM_WORLD, &w) == MPI_SUCCESS)
+    MPI_Group_translate_ranks(g, 1, &r, w, &out);
+  if (g != MPI_GROUP_NULL) MPI_Group_free(&g);
+  if (w != MPI_GROUP_NULL) MPI_Group_free(&w);
+  return out;
+}
+
+// The wait of operation `op` (peer: the rank of c it waits on, or -1 for a collective) has lasted past
+// the timeout. This rank tells every rank of c that it waits, and hears for a few seconds which of them
+// wait too: those that say nothing are the ones that stopped answering (dead, hung, or still busy
+// elsewhere). One error line names them, then the whole job ends (MPI_Abort) with QS_EXIT_COMM_TIMEOUT.
+static void timeout_abort(struct qs_comm *c, const char *op, int peer, double waited) {
+  struct { int world, seq_lo, seq_hi; } me = {0}, msg;
+  MPI_Comm_rank(MPI_COMM_WORLD, &me.world);
+  me.seq_lo = (int)(c->seq & 0x7fffffff), me.seq_hi = (int)(c->seq >> 31);
+  int n = c->size, *heard = calloc((size_t)n, sizeof(int)), *wr = calloc((size_t)n, sizeof(int));
+  MPI_Request *reqs = calloc((size_t)n, sizeof(MPI_Request));
+  if (!heard || !wr || !reqs) {
+    qs_log(QS_LOG_ERROR, "%s waited %.0f s (--comm-timeout); aborting the job", op, waited);
+    MPI_Abort(MPI_COMM_WORLD, QS_EXIT_COMM_TIMEOUT);
+  }
+  for (int r = 0; r < n; r++) {
+    wr[r] = world_rank_of(c, r);
+    reqs[r] = MPI_REQUEST_NULL;
+    if (r != c->rank) MPI_Isend(&me, 3, MPI_INT, wr[r], TAG_WAITING, g_side, &reqs[r]);
+  }
+  heard[c->rank] = 1;
+  // Peers that wait as well reach their own timeout within about the same time; listen that long.
+  double grace = QS_MIN(30.0, QS_MAX(2.0, g_timeout / 10)), t0 = qs_time_now();
+  while (qs_time_now() - t0 < grace) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_WAITING, g_side, &flag, &st) != MPI_SUCCESS) break;
+    if (!flag) { nanosleep(&(struct timespec){0, 10000000}, NULL); continue; }
+    MPI_Recv(&msg, 3, MPI_INT, st.MPI_SOURCE, TAG_WAITING, g_side, MPI_STATUS_IGNORE);
+    for (int r = 0; r < n; r++) heard[r] |= wr[r] == msg.world;
+  }
+  char silent[256] = "", waiting[256] = "";
+  for (int r = 0; r < n; r++) {
+    char *s = heard[r] ? waiting : silent;
+    size_t len = strlen(s);
+    if (len < sizeof(silent) - 16) snprintf(s + len, sizeof(silent) - len, "%s%d", len ? "," : "", wr[r]);
+  }
+  char what[64];
+  if (peer >= 0) snprintf(what, sizeof(what), "%s %s rank %d", op, strcmp(op, "send") ? "from" : "to", wr[peer]);
+  else snprintf(what, sizeof(what), "%s of %d ranks", op, n);
+  qs_log(QS_LOG_ERROR, "%s waited %.0f s (timeout: --comm-timeout / QS_COMM_TIMEOUT): rank(s) %s stopped "
+         "answering (rank(s) %s wait too); aborting the job", what, waited, *silent ? silent : "none", waiting);
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, QS_EXIT_COMM_TIMEOUT);
+  exit(QS_EXIT_COMM_TIMEOUT); // not reached
+}
+
+// Completes req like MPI_Wait (polling keeps Open MPI's progress and its yield when oversubscribed),
+// but gives up after the timeout. idle: sleeps 2 ms between polls (a rank with nothing to do).
+static int comm_wait(struct qs_comm *c, MPI_Request *req, const char *op, int peer, int idle) {
+  double t0 = qs_time_now();
+  for (unsigned long polls = 1;; polls++) {
+    int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS || done) return rc;
+    if (idle) nanosleep(&(struct timespec){0, 2000000}, NULL);
+    if ((idle || polls % 4096 == 0) && g_timeout > 0) {
+      double waited = qs_time_now() - t0;
+      if (waited > g_timeout) timeout_abort(c, op, peer, waited);
+    }
+  }
 }
 
 void qs_comm_abort(struct qs_comm *c, int code) {
@@ -101,9 +199,13 @@ void qs_comm_free(struct qs_comm *c) {
   free(c);
 }
 
+// Every operation below is started nonblocking and completed by comm_wait (the timeout).
 qs_status qs_comm_barrier(struct qs_comm *c) {
   qs_status status = QS_OK;
-  QS_MPI_CHECK(MPI_Barrier(c->comm));
+  MPI_Request req;
+  c->seq++;
+  QS_MPI_CHECK(MPI_Ibarrier(c->comm, &req));
+  QS_MPI_CHECK(comm_wait(c, &req, "barrier", -1, 0));
 fail:
   return status;
 }
@@ -111,12 +213,9 @@ fail:
 qs_status qs_comm_barrier_idle(struct qs_comm *c) {
   qs_status status = QS_OK;
   MPI_Request req;
-  int done = 0;
+  c->seq++;
   QS_MPI_CHECK(MPI_Ibarrier(c->comm, &req));
-  while (!done) {
-    QS_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL); // 2 ms: no busy core while waiting
-  }
+  QS_MPI_CHECK(comm_wait(c, &req, "barrier", -1, 1)); // 2 ms sleeps: no busy core while waiting
 fail:
   return status;
 }
@@ -125,7 +224,10 @@ qs_status qs_comm_bcast(struct qs_comm *c, void *buf, size_t bytes, int root) {
   qs_status status = QS_OK;
   for (size_t off = 0; off < bytes; off += k_chunk) {
     int n = (int)QS_MIN(k_chunk, bytes - off);
-    QS_MPI_CHECK(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, c->comm));
+    MPI_Request req;
+    c->seq++;
+    QS_MPI_CHECK(MPI_Ibcast((char *)buf + off, n, MPI_BYTE, root, c->comm, &req));
+    QS_MPI_CHECK(comm_wait(c, &req, "broadcast", -1, 0));
   }
 fail:
   return status;
@@ -141,8 +243,11 @@ qs_status qs_comm_allgatherv(struct qs_comm *c, const void *send, void *recv, co
     QS_ALLOC(cnt, c->size);
     QS_ALLOC(disp, c->size);
     for (int r = 0, off = 0; r < c->size; r++) { cnt[r] = (int)counts[r]; disp[r] = off; off += cnt[r]; }
-    if (send) QS_MPI_CHECK(MPI_Allgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE, c->comm));
-    else QS_MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, cnt, disp, MPI_BYTE, c->comm));
+    MPI_Request req;
+    c->seq++;
+    if (send) QS_MPI_CHECK(MPI_Iallgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE, c->comm, &req));
+    else QS_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, cnt, disp, MPI_BYTE, c->comm, &req));
+    QS_MPI_CHECK(comm_wait(c, &req, "allgather", -1, 0));
   } else {
     size_t off = 0;
     for (int r = 0; r < c->size; r++) {
@@ -177,7 +282,10 @@ qs_status qs_comm_send(struct qs_comm *c, const void *buf, size_t bytes, int des
   qs_status status = QS_OK;
   for (size_t off = 0; off < bytes; off += k_chunk) {
     int n = (int)QS_MIN(k_chunk, bytes - off);
-    QS_MPI_CHECK(MPI_Send((const char *)buf + off, n, MPI_BYTE, dest, tag, c->comm));
+    MPI_Request req;
+    c->seq++;
+    QS_MPI_CHECK(MPI_Isend((const char *)buf + off, n, MPI_BYTE, dest, tag, c->comm, &req));
+    QS_MPI_CHECK(comm_wait(c, &req, "send", dest, 0));
   }
 fail:
   return status;
@@ -187,7 +295,10 @@ qs_status qs_comm_recv(struct qs_comm *c, void *buf, size_t bytes, int src, int 
   qs_status status = QS_OK;
   for (size_t off = 0; off < bytes; off += k_chunk) {
     int n = (int)QS_MIN(k_chunk, bytes - off);
-    QS_MPI_CHECK(MPI_Recv((char *)buf + off, n, MPI_BYTE, src, tag, c->comm, MPI_STATUS_IGNORE));
+    MPI_Request req;
+    c->seq++;
+    QS_MPI_CHECK(MPI_Irecv((char *)buf + off, n, MPI_BYTE, src, tag, c->comm, &req));
+    QS_MPI_CHECK(comm_wait(c, &req, "receive", src, 0));
   }
 fail:
   return status;
@@ -196,7 +307,10 @@ fail:
 qs_status qs_comm_allreduce_and(struct qs_comm *c, int *value) {
   qs_status status = QS_OK;
   int v = *value ? 1 : 0, r = 0;
-  QS_MPI_CHECK(MPI_Allreduce(&v, &r, 1, MPI_INT, MPI_LAND, c->comm));
+  MPI_Request req;
+  c->seq++;
+  QS_MPI_CHECK(MPI_Iallreduce(&v, &r, 1, MPI_INT, MPI_LAND, c->comm, &req));
+  QS_MPI_CHECK(comm_wait(c, &req, "allreduce", -1, 0));
   *value = r;
 fail:
   return status;
@@ -205,7 +319,10 @@ fail:
 qs_status qs_comm_allreduce_max_i64(struct qs_comm *c, long long *value) {
   qs_status status = QS_OK;
   long long r = 0;
-  QS_MPI_CHECK(MPI_Allreduce(value, &r, 1, MPI_LONG_LONG, MPI_MAX, c->comm));
+  MPI_Request req;
+  c->seq++;
+  QS_MPI_CHECK(MPI_Iallreduce(value, &r, 1, MPI_LONG_LONG, MPI_MAX, c->comm, &req));
+  QS_MPI_CHECK(comm_wait(c, &req, "allreduce", -1, 0));
   *value = r;
 fail:
   return status;

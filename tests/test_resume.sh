@@ -8,6 +8,13 @@
 #      --resume, by --resume with another --bits and with another rank count (each message says so);
 #   3. --resume with no OUT.partial starts from scratch; --force discards an OUT.partial;
 #   4. --state-interval longer than the run: the state is saved once, after the last layer.
+# Faults (issue "reliability"), each followed by a --resume that must write the reference bytes:
+#   5. SIGTERM to one rank mid-layer: every rank finishes that layer, the state is saved, exit status
+#      200 with one message saying how to continue, no OUT;
+#   6. a rank that hangs (SIGSTOP): the others give up after --comm-timeout with status 201 and name
+#      it; the kill -9 of section 1 ends the job well within its --comm-timeout;
+#   7. a full disk (RLIMIT_FSIZE: the output shards exceed it): the run fails naming the file and the
+#      errno, no OUT, OUT.partial (every layer done) resumable.
 set -euo pipefail
 D=${QS_DATA_DIR:-}
 [ -n "$D" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
@@ -32,7 +39,7 @@ mpi 4 "${args[@]}" --out "$T/ref" > "$T/ref.log" 2>&1 || { cat "$T/ref.log"; fai
 [ ! -e "$T/ref.partial" ] || fail "reference: $T/ref.partial left behind"
 
 echo "== 1. kill -9 of one rank after >= 1 saved layer"
-$QS_MPIEXEC -np 4 "$Q" "${args[@]}" --out "$T/out" > "$T/killed.log" 2>&1 & # $! = mpirun itself
+$QS_MPIEXEC -np 4 "$Q" "${args[@]}" --comm-timeout 60 --out "$T/out" > "$T/killed.log" 2>&1 & # $! = mpirun itself
 RUN_PID=$!
 saved=
 for _ in $(seq 1 600); do # 60 s
@@ -50,11 +57,13 @@ ranks=$(for p in $(descendants "$RUN_PID"); do [ "$(ps -o comm= -p "$p")" = qsha
 [ "$(echo "$ranks" | wc -w)" -eq 4 ] || fail "expected 4 qshard rank processes under mpirun $RUN_PID, found: $ranks"
 victim=$(echo "$ranks" | sed -n 3p)
 kill -9 "$victim"
+t_kill=$SECONDS
 echo "after '$saved': killed rank process $victim"
 rc=0
 wait "$RUN_PID" || rc=$?
 RUN_PID=
 [ $rc -ne 0 ] || { cat "$T/killed.log"; fail "mpirun exited 0 although a rank was killed (finished first?)"; }
+[ $((SECONDS - t_kill)) -lt 60 ] || fail "the others took $((SECONDS - t_kill)) s to end after the kill (--comm-timeout 60)"
 [ ! -e "$T/out" ] || fail "a killed run left $T/out"
 [ -f "$T/out.partial/.state/state.h5" ] || fail "no state after the kill"
 
@@ -113,4 +122,91 @@ grep -q "no saved state in .*, starting from the first layer" "$T/si.log" || { c
 saves=$(grep -cE 'state: [0-9]+/8 layers saved' "$T/si.log" || true)
 grep -qE 'state: 8/8 layers saved' "$T/si.log" && [ "$saves" -eq 1 ] || { cat "$T/si.log"; fail "$saves saves with --state-interval 100000"; }
 cmp "$T/ref/model-00001-of-00004.safetensors" "$T/si/model-00001-of-00004.safetensors" || fail "--state-interval: output differs"
+# ---- faults ------------------------------------------------------------------------------------------
+# same_as_ref DIR: every file of DIR but the report equals the reference run's.
+same_as_ref() {
+  (cd "$1" && find . -type f | sort) > "$T/cmp.files"
+  cmp -s "$T/ref.files" "$T/cmp.files" || { diff "$T/ref.files" "$T/cmp.files"; fail "$1: file list differs"; }
+  for f in $(cat "$T/ref.files"); do
+    [ "$f" = ./quant_report.json ] || cmp "$T/ref/$f" "$1/$f" || fail "$f differs from the uninterrupted run"
+  done
+}
+# rank_pid N: the process of world rank N of the mpirun $RUN_PID (Open MPI puts the rank in its environment).
+rank_pid() {
+  local p
+  for p in $(descendants "$RUN_PID"); do
+    [ "$(ps -o comm= -p "$p")" = qshard ] && tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" \
+      && { echo "$p"; return; }
+  done
+}
+# start NAME args...: the run in the background; returns once layer 2 of 8 is saved
+start() {
+  local name=$1
+  shift
+  $QS_MPIEXEC -np 4 "$Q" "$@" > "$T/$name.log" 2>&1 &
+  RUN_PID=$!
+  for _ in $(seq 1 600); do
+    grep -q 'state: 2/8 layers saved' "$T/$name.log" && return
+    kill -0 "$RUN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$T/$name.log"
+  fail "$name: layer 2 never saved"
+}
+resume_same() { # NAME OUT: --resume completes and writes the reference bytes
+  mpi 4 "${args[@]}" --resume --out "$2" > "$T/$1.resumed.log" 2>&1 || { cat "$T/$1.resumed.log"; fail "$1: --resume"; }
+  grep -E 'resuming from .*: [0-9]+/8 layers done' "$T/$1.resumed.log" || { cat "$T/$1.resumed.log"; fail "$1: did not resume"; }
+  same_as_ref "$2"
+  [ ! -e "$2.partial" ] || fail "$1: OUT.partial left after the resumed run"
+  echo "$1: the resumed run wrote the reference bytes"
+}
+
+echo "== 5. SIGTERM to one rank mid-layer: all save and stop (status 200), then --resume"
+start stop "${args[@]}" --out "$T/st"
+victim=$(rank_pid 2)
+[ -n "$victim" ] || fail "rank 2 of mpirun $RUN_PID not found"
+kill -TERM "$victim"
+rc=0
+wait "$RUN_PID" || rc=$?
+RUN_PID=
+[ $rc -eq 200 ] || { cat "$T/stop.log"; fail "a stop signal gave exit status $rc, expected 200"; }
+grep -q 'SIGTERM: finishing the current layer' "$T/stop.log" || fail "no line acknowledging the signal"
+[ "$(grep -c 'stopped by SIGTERM with [0-9]* of 8 layers done: the resume state is in .* --resume' "$T/stop.log")" = 1 ] \
+  || { cat "$T/stop.log"; fail "not exactly one 'stopped by SIGTERM ... --resume' message"; }
+n=$(grep -oE 'stopped by SIGTERM with [0-9]+' "$T/stop.log" | grep -oE '[0-9]+$')
+grep -qE "state: $n/8 layers saved" "$T/stop.log" || { cat "$T/stop.log"; fail "the state of the $n layers done was not saved"; }
+[ ! -e "$T/st" ] || fail "a stopped run wrote OUT"
+echo "stopped with $n/8 layers done"
+resume_same stop "$T/st"
+
+echo "== 6. a hung rank (SIGSTOP): the others give up after --comm-timeout 3 (status 201) naming it"
+start hang "${args[@]}" --comm-timeout 3 --out "$T/hg"
+victim=$(rank_pid 1)
+[ -n "$victim" ] || fail "rank 1 of mpirun $RUN_PID not found"
+kill -STOP "$victim"
+t_stop=$SECONDS
+rc=0
+wait "$RUN_PID" || rc=$?
+RUN_PID=
+kill -9 "$victim" 2>/dev/null || true
+[ $rc -eq 201 ] || { cat "$T/hang.log"; fail "a hung rank gave exit status $rc, expected 201"; }
+[ $((SECONDS - t_stop)) -lt 30 ] || fail "the others took $((SECONDS - t_stop)) s to give up (timeout 3 s)"
+grep -qE 'waited [0-9]+ s \(timeout: --comm-timeout / QS_COMM_TIMEOUT\): rank\(s\) 1 stopped answering' "$T/hang.log" \
+  || { cat "$T/hang.log"; fail "no message naming rank 1"; }
+[ ! -e "$T/hg" ] || fail "a timed-out run wrote OUT"
+echo "gave up after $((SECONDS - t_stop)) s: $(grep -m1 -oE '\[rank [^]]*\] [a-z]+ .*stopped answering' "$T/hang.log")"
+resume_same hang "$T/hg"
+
+echo "== 7. the disk fills up (RLIMIT_FSIZE 4 MiB < an 8 MB output shard): path and errno, OUT.partial kept"
+rc=0
+(ulimit -f 4096; mpi 4 "${args[@]}" --out "$T/df" > "$T/full.log" 2>&1) || rc=$?
+[ $rc -ne 0 ] && [ $rc -lt 128 ] || { cat "$T/full.log"; fail "a full disk gave exit status $rc"; }
+grep -qE "error .*: $T/df.partial/[^ ]*: write failed: File too large" "$T/full.log" \
+  || { cat "$T/full.log"; fail "no error naming the file and the errno"; }
+[ ! -e "$T/df" ] || fail "a failed run wrote OUT"
+[ -f "$T/df.partial/.state/state.h5" ] || fail "the state is gone after the write error"
+ls "$T/df.partial" | grep -q 'tmp\.' && fail "a temporary file was left in OUT.partial: $(ls "$T/df.partial")"
+echo "failed as expected: $(grep -m1 -oE 'df.partial/[^ ]*: write failed: File too large' "$T/full.log")"
+resume_same full "$T/df"
+
 echo "test_resume: all passed"

@@ -21,7 +21,7 @@ const char *qs_status_str(qs_status s) {
       [QS_ERR_FORMAT] = "malformed input", [QS_ERR_UNSUPPORTED] = "unsupported",
       [QS_ERR_OOM] = "out of memory", [QS_ERR_NUMERIC] = "numerical failure",
       [QS_ERR_COMM] = "communication error", [QS_ERR_CUDA] = "CUDA error",
-      [QS_ERR_INTERNAL] = "internal error"};
+      [QS_ERR_INTERNAL] = "internal error", [QS_ERR_STOPPED] = "stopped by a signal"};
   if ((unsigned)s >= sizeof(names) / sizeof(names[0]) || !names[s]) return "unknown";
   return names[s];
 }
@@ -105,7 +105,7 @@ qs_status qs_report(qs_status st, const char *file, int line, const char *func, 
 qs_status qs_trace(qs_status st, const char *file, int line, const char *func) {
   static int verbose = -1;
   if (verbose < 0) verbose = (int)qs_param_read("QS_BACKTRACE", 1);
-  if (verbose) {
+  if (verbose && st != QS_ERR_STOPPED) { // a stop unwinds quietly: it is reported once, where it is handled
     const char *base = strrchr(file, '/');
     fprintf(stderr, "  from %s:%d %s\n", base ? base + 1 : file, line, func);
   }

@@ -38,7 +38,15 @@ typedef enum {
   QS_ERR_COMM,        // MPI / NCCL
   QS_ERR_CUDA,
   QS_ERR_INTERNAL,
+  QS_ERR_STOPPED,     // not an error: a stop signal (stop.h) ended the run after saving its state
 } qs_status;
+
+// Exit statuses besides 0 (success), 1 (error) and 2 (usage); 128-255 so that a Kubeflow MPIJob with
+// restartPolicy ExitCode retries them (1-127 count as permanent failures there).
+enum {
+  QS_EXIT_STOPPED = 200,      // a stop signal (SIGTERM, SIGUSR1, SIGINT): state saved, rerun with --resume
+  QS_EXIT_COMM_TIMEOUT = 201, // a rank stopped answering (comm.h qs_comm_set_timeout): the job aborted
+};
 
 const char *qs_status_str(qs_status s);
 

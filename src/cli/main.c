@@ -1,4 +1,5 @@
 // main.c — qshard command line: `qshard <command> [options]`, under mpirun or alone.
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +37,9 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  // A file over the size limit (RLIMIT_FSIZE) fails its write with EFBIG, which is reported with the
+  // path like any write error, instead of killing the process by SIGXFSZ mid-file.
+  signal(SIGXFSZ, SIG_IGN);
   struct qs_comm *world = NULL;
   if (qs_comm_init(&argc, &argv, &world) != QS_OK) return 1;
   int rc = k_commands[idx].run(world, argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "comm.h"
 #include "model/device.h"
 #include "run/run.h"
 
@@ -57,6 +58,10 @@ static void usage(FILE *out) {
           "  --state-interval S     seconds between saves of the resume state (0: after every layer; default 0\n"
           "                         on the CPU, 600 on GPUs, where a layer takes seconds and the saved\n"
           "                         activations are GBs per rank)\n"
+          "                         SIGTERM, SIGUSR1/2 or Ctrl-C (Slurm's --signal, Kubernetes' grace period):\n"
+          "                         every rank finishes the current layer, the state is saved, exit status 200\n"
+          "  --comm-timeout S       a wait on other ranks longer than S seconds aborts the job naming the ranks\n"
+          "                         that never came, exit status 201 (default 3600 or QS_COMM_TIMEOUT; 0: none)\n"
           "  --metrics-file FILE    Prometheus text file (node-exporter textfile collector) rewritten after\n"
           "                         every layer: layers done/total, seconds per layer, ETA, peak memory\n"
           "  --log-json             progress lines as JSON objects, one per line\n"
@@ -73,7 +78,7 @@ static void usage(FILE *out) {
 enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN, OPT_SHARD, OPT_GS, OPT_DEVICE,
        OPT_PREC, OPT_FPREC, OPT_TP, OPT_DAMP, OPT_BLOCK };
 
-enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON }; // resume and progress (qstate.h, progress.h)
+enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON, OPT_COMM_TIMEOUT }; // resume and progress (qstate.h, progress.h)
 enum { OPT_STAGES = 768 };                                            // the stage x data grid (stages.h)
 enum { OPT_IMATRIX = 1024 };                                          // importance (quant/imatrix.h)
 
@@ -143,7 +148,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       {"block", 1, 0, OPT_BLOCK}, {"samples", 1, 0, 'n'}, {"seqlen", 1, 0, 'L'}, {"seed", 1, 0, 's'},
       {"format", 1, 0, 'f'}, {"max-shard-size", 1, 0, OPT_SHARD}, {"eval", 1, 0, 'e'},
       {"eval-seqlen", 1, 0, OPT_EVAL_SEQ}, {"eval-windows", 1, 0, OPT_EVAL_WIN}, {"force", 0, 0, 'F'},
-      {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"metrics-file", 1, 0, OPT_METRICS},
+      {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"comm-timeout", 1, 0, OPT_COMM_TIMEOUT}, {"metrics-file", 1, 0, OPT_METRICS},
       {"log-json", 0, 0, OPT_LOG_JSON}, {"stages", 1, 0, OPT_STAGES},
       {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
       {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"imatrix", 2, 0, OPT_IMATRIX},
@@ -167,6 +172,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case OPT_RESUME: a->resume = 1; break;
     case OPT_LOG_JSON: a->log_json = 1; break;
     case OPT_METRICS: a->metrics_file = optarg; break;
+    case OPT_COMM_TIMEOUT: if (parse_num("--comm-timeout", optarg, 0, 1ll << 30, &v)) return -1; qs_comm_set_timeout((double)v); break;
     case OPT_STATE_INT: if (parse_num("--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
     case OPT_SYM: a->q.grid.sym = 1; grid_opt = "--sym"; break;
     case OPT_ASYM: a->q.grid.sym = 0; grid_opt = "--asym"; break;

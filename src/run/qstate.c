@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/stop.h"
 #include "comm.h"
 #include "quant/record.h"
 #include "run/progress.h"
@@ -537,13 +538,20 @@ qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l) 
     st->writer = NULL;
   }
   st->completed = l + 1;
+  // A stop signal (stop.h) on any rank of the stage: all of them save now and stop here, together.
+  long long stop = qs_stop_requested();
+  QS_TRY(qs_comm_allreduce_max_i64(run->data, &stop));
   // the stage leader decides for its ranks: the ranks' clocks need not agree on when the interval has passed
   msg[0] = (int)mine;
-  msg[1] = st->completed == run->grid->l1 || run->a->state_interval <= 0 ||
+  msg[1] = st->completed == run->grid->l1 || run->a->state_interval <= 0 || stop ||
            qs_time_now() - st->last_save >= (double)run->a->state_interval;
   QS_TRY(qs_comm_bcast(run->data, msg, sizeof(msg), 0));
   if (msg[0] != QS_OK) { status = (qs_status)msg[0]; goto fail; }
   if (msg[1]) QS_TRY(save(st, run));
+  if (stop) {
+    st->stop_signal = (int)stop;
+    return QS_ERR_STOPPED;
+  }
 fail:
   return status;
 }

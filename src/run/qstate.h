@@ -49,6 +49,7 @@ struct qs_qstate {
                       // (with stages: this stage's layers [l0, completed) are done)
   int saved;          // completed count that state.h5 records (0: none)
   double last_save;   // qs_time_now() of the last save (or of the start)
+  int stop_signal;    // the stop signal (stop.h) that ended the layer loop after a save (0: none)
   struct qs_st_writer *writer; // the stage leader's record file of the current layer
   struct qs_qsaver *saver;     // the stage leader's record saver thread (saver.h)
 };
@@ -69,7 +70,8 @@ qs_status qs_qstate_layer_begin(struct qs_qstate *st, struct qs_qrun *run, int l
 // saver thread while the engine goes on.
 qs_status qs_qstate_put_record(struct qs_qstate *st, struct qs_qrecord *rec);
 // Collective over the stage: layer l's file written (once the saver has every record); the state saved when --state-interval has passed since the
-// last save (0: every layer), and after the last layer.
+// last save (0: every layer), and after the last layer. A stop signal on any rank of the stage
+// (stop.h): the state saved at once, st->stop_signal set and QS_ERR_STOPPED on every rank.
 qs_status qs_qstate_layer_end(struct qs_qstate *st, struct qs_qrun *run, int l);
 // Collective over the stage, S > 1, once the boundary activations are in the engine: saved as the
 // stage's state (completed = l0) when saves come after every layer (--state-interval 0).

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/stop.h"
 #include "comm.h"
 #include "io/calib.h"
 #include "io/outdir.h"
@@ -282,7 +283,19 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   run.data = grid.data;
   if (qs_comm_rank(world) == 0) ok = qs_qstate_begin_dir(a->out, a->force, a->resume, &tmp) == QS_OK; // OUT.partial
   if (qs_comm_allreduce_and(world, &ok) != QS_OK || !ok) goto done;
-  if (quantize_run(&run, tmp) != QS_OK) {
+  qs_stop_install("finishing the current layer");
+  qs_status st = quantize_run(&run, tmp);
+  if (st == QS_ERR_STOPPED) { // every rank of the stage is here, its state saved after layer completed - 1
+    if (qs_comm_rank(run.data) == 0)
+      qs_log(QS_LOG_WARN, "stopped by %s with %d of %s%d layers done: the resume state is in %s.partial; the same "
+             "command with --resume continues from there", qs_stop_signal_name(state.stop_signal),
+             state.completed - grid.l0, grid.S > 1 ? "this stage's " : "", grid.l1 - grid.l0, a->out);
+    rc = QS_EXIT_STOPPED;
+    // other stages are elsewhere in their layers: the job ends here (their states are saved per layer)
+    if (grid.S > 1) qs_comm_abort(world, QS_EXIT_STOPPED);
+    goto done;
+  }
+  if (st != QS_OK) {
     qs_qstate_abort_dir(tmp); // kept when it holds a saved state
     if (qs_comm_size(world) > 1) qs_comm_abort(world, 1);
     goto done;
