@@ -5,7 +5,8 @@ Run by ctest (tests/launchers.cmake, label python) with QS_PYTHON; needs PyYAML.
 (the binary), QS_SRC (the checkout), QS_DATA_DIR (shared data, optional), QS_MPIEXEC (optional).
   slurm/*.sbatch  bash -n; shellcheck when installed; the #SBATCH directives that sbatch would read
                   (before the first command): nodes, 8 tasks and 8 GPUs per node, cpus, exclusive,
-                  requeue, a signal that the script traps and answers with `scontrol requeue`; the
+                  requeue, a signal that the script traps and passes to the ranks, then requeues
+                  (`scontrol requeue`) when qshard stopped with status 200; the
                   scripts' bodies identical; dry runs (QS_DRY_RUN=1): srun --mpi=pmix, always
                   --resume, variables land in the command, bad STAGES / missing inputs refused, a
                   finished OUT left alone.
@@ -124,8 +125,11 @@ def check_sbatch_header(name, text, nodes):
         trap = re.search(r"^trap (\w+) " + sig + r"$", text, re.M)
         if check(trap is not None, f"{name}: the script traps {sig}"):
             fn = re.search(r"^" + trap.group(1) + r"\(\) \{\n(.*?)\n\}", text, re.M | re.S)
-            check(fn is not None and 'scontrol requeue "$SLURM_JOB_ID"' in fn.group(1),
-                  f"{name}: the {sig} handler runs scontrol requeue")
+            check(fn is not None and f'kill -{sig} "$step"' in fn.group(1),
+                  f"{name}: the {sig} handler passes the signal to the ranks (qshard saves and stops)")
+            check(re.search(r'^if \[ "\$rc" = 200 \] && \[ "\$stopping" = 1 \]; then requeue; fi$', text, re.M)
+                  is not None and 'scontrol requeue "$SLURM_JOB_ID"' in text,
+                  f"{name}: status 200 after the {sig} stop requeues the job (scontrol requeue)")
     check(re.search(r"^\s*launch=\(srun --mpi=pmix ", text, re.M) is not None, f"{name}: launches with srun --mpi=pmix")
     check(re.search(r"^# launch=\(mpirun ", text, re.M) is not None, f"{name}: documents an mpirun alternative")
 
@@ -364,6 +368,20 @@ def check_mpijob(job, claims, secret, calib_out, tmp):
           "MPIJob: mpirun --hostfile /etc/mpi/hostfile -np")
     quant = command_from(script, "qshard quantize ")
     check(quant and "--resume" in quant, "MPIJob launcher: mpirun ... qshard quantize ... --resume")
+    # Graceful stop (qshard saves its state on SIGUSR1/SIGTERM and exits 200): bash as PID 1 ignores
+    # SIGTERM unless trapped, mpirun ends the job on SIGTERM but forwards SIGUSR1, and a worker's sshd
+    # as PID 1 would take the ranks down with it.
+    check(re.search(r"^\s*trap '.*kill -USR1 \"\$mpi\".*' TERM$", script, re.M) is not None and mpirun.rstrip().endswith("&"),
+          "MPIJob launcher: mpirun in the background, SIGTERM passed on as SIGUSR1")
+    wscript = script_of(wc)
+    if check(wscript is not None, "MPIJob worker runs a bash -c script around sshd"):
+        lint_script(wscript, "k8s/qshard-mpijob worker", tmp)
+        check("/usr/sbin/sshd -De &" in wscript and "pkill -USR1 -x qshard" in wscript
+              and re.search(r"^trap stop TERM$", wscript, re.M) is not None,
+              "MPIJob worker: sshd in the background, SIGTERM passed to the ranks as SIGUSR1")
+    for role, s in (("Launcher", lspec), ("Worker", wspec)):
+        g = s.get("terminationGracePeriodSeconds")
+        check(isinstance(g, int) and g >= 300, f"MPIJob {role}: terminationGracePeriodSeconds >= 300 (got {g})")
     for var in re.findall(r"-x (\w+)", mpirun):
         if var not in ("PATH", "LD_LIBRARY_PATH"):
             check(re.search(r"^export .*\b" + var + "=", script, re.M) is not None,
