@@ -119,5 +119,14 @@ bad ctgroup "compressed-tensors and vLLM no longer accept permuted groups" quant
 bad ctragged "not a multiple of it" quantize --model "$S" --method rtn --group-size 32 --format compressed-tensors --out "$T/bad8"
 bad trtnotp "needs --tp" quantize --model "$G" --method rtn --format trtllm --out "$T/bad9"
 bad rtnact "is not an option of --method rtn" quantize --model "$S" --method rtn --act-order --out "$T/bad10"
-bad toolong "shorter than" quantize --model "$S" --calib "$S/tinystories_sample.tok512.h5" --samples 2 --seqlen 100000 --out "$T/bad5"
+bad toolong "shorter than" quantize --model "$S" --calib "$S/tinystories_sample.tok512.h5" --samples 2 --seqlen 100000 \
+  --allow-long --out "$T/bad5"
+# checked from the config alone, before any data is read (a calibration file that does not exist is never opened)
+bad positions "longer than the model's 512 positions" quantize --model "$S" --calib "$T/nope.h5" --seqlen 1024 --out "$T/bad11"
+bad evalpos "--eval-seqlen 1024 is longer" quantize --model "$S" --calib "$T/nope.h5" --eval "$T/nope.h5" --eval-seqlen 1024 --out "$T/bad12"
+bad memory "available per rank" quantize --model "$S" --calib "$T/nope.h5" --samples 10000000 --seqlen 512 --out "$T/bad13"
+bad gs0 "--group-size 0: expected" quantize --model "$S" --calib "$T/nope.h5" --group-size 0 --out "$T/bad14"
+# under mpirun the command-line error is printed once (rank 0), not by every rank
+$QS_MPIEXEC -np 3 "$Q" quantize --model "$S" --out "$T/bad15" --group-size 0 > "$T/once.out" 2>&1 || true
+[ "$(grep -c -- "--group-size 0: expected" "$T/once.out")" = 1 ] || { cat "$T/once.out"; fail "the error is not printed once under -np 3"; }
 echo "test_quantize: all passed"

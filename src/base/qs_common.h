@@ -127,6 +127,7 @@ qs_status qs_write_full(int fd, const void *buf, size_t size, const char *path);
 
 double qs_time_now(void); // monotonic seconds
 size_t qs_peak_rss_bytes(void);
+double qs_mem_available_bytes(void); // /proc/meminfo MemAvailable (0: unknown)
 
 // splitmix64 finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mix. Applied to a Weyl sequence
 // seed + i * 0x9E3779B97F4A7C15 it is the counter-based generator behind calibration offsets, synthetic

@@ -1,6 +1,8 @@
 // quantize.c — the command line of `qshard quantize`: options parsed into the run description
 // (run/run.h), then the run (run/quantize.c).
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +30,8 @@ static void usage(FILE *out) {
           "  --damp F               damping, fraction of mean(diag H) (default 0.01; raised x10 on failure)\n"
           "  --block N              GPTQ lazy-update block in columns (default 128)\n"
           "  --samples N            calibration windows cut from a 1-D stream (default 128)\n"
-          "  --seqlen L             tokens per calibration window (default min(2048, max positions))\n"
+          "  --seqlen L             tokens per calibration window (default min(2048, max positions); longer\n"
+          "                         than the model's max_position_embeddings only with --allow-long)\n"
           "  --seed S               seed of the window offsets (default 0; see calib.h)\n"
           "  --format F[,F...]      output formats (default gptq): gptq = GPTQ v1 (vLLM, transformers +\n"
           "                         optimum/GPTQModel, AutoGPTQ), compressed-tensors = pack-quantized (vLLM,\n"
@@ -78,15 +81,25 @@ static void usage(FILE *out) {
 enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN, OPT_SHARD, OPT_GS, OPT_DEVICE,
        OPT_PREC, OPT_FPREC, OPT_TP, OPT_DAMP, OPT_BLOCK };
 
-enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON, OPT_COMM_TIMEOUT }; // resume and progress (qstate.h, progress.h)
+enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON, OPT_COMM_TIMEOUT, OPT_ALLOW_LONG }; // resume and progress (qstate.h, progress.h)
 enum { OPT_STAGES = 768 };                                            // the stage x data grid (stages.h)
 enum { OPT_IMATRIX = 1024 };                                          // importance (quant/imatrix.h)
+
+// Every rank parses the same command line: its errors are printed by rank 0 alone.
+static int g_quiet;
+__attribute__((format(printf, 1, 2))) static void cli_err(const char *fmt, ...) {
+  va_list ap;
+  if (g_quiet) return;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+}
 
 static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
   char *end = NULL;
   long long x = strtoll(v, &end, 10);
   if (!*v || *end || x < lo || x > hi) {
-    fprintf(stderr, "qshard quantize: %s '%s': expected an integer in [%lld, %lld]\n", opt, v, lo, hi);
+    cli_err("qshard quantize: %s '%s': expected an integer in [%lld, %lld]\n", opt, v, lo, hi);
     return -1;
   }
   *out = x;
@@ -106,21 +119,21 @@ static int parse_formats(const char *list, struct qs_run_opts *a) {
     if (arg) *arg++ = '\0';
     const struct qs_format *f = qs_format_find(t);
     if (!f) {
-      fprintf(stderr, "qshard quantize: --format '%s': expected a list of %s\n", t, qs_format_names());
+      cli_err("qshard quantize: --format '%s': expected a list of %s\n", t, qs_format_names());
       return -1;
     }
     if (f->parse_arg ? f->parse_arg(arg, msg, sizeof(msg)) : arg != NULL) {
       if (!f->parse_arg) snprintf(msg, sizeof(msg), "%s takes no argument (':%s')", t, arg);
-      fprintf(stderr, "qshard quantize: --format %s\n", msg);
+      cli_err("qshard quantize: --format %s\n", msg);
       return -1;
     }
     a->format_args[a->n_formats] = arg;
     for (int i = 0; i < a->n_formats; i++)
-      if (a->formats[i] == f) { fprintf(stderr, "qshard quantize: --format: %s given twice\n", t); return -1; }
-    if (a->n_formats == QS_MAX_FORMATS) { fprintf(stderr, "qshard quantize: --format: too many\n"); return -1; }
+      if (a->formats[i] == f) { cli_err("qshard quantize: --format: %s given twice\n", t); return -1; }
+    if (a->n_formats == QS_MAX_FORMATS) { cli_err("qshard quantize: --format: too many\n"); return -1; }
     a->formats[a->n_formats++] = f;
   }
-  if (!a->n_formats) { fprintf(stderr, "qshard quantize: --format '%s': no format named\n", list); return -1; }
+  if (!a->n_formats) { cli_err("qshard quantize: --format '%s': no format named\n", list); return -1; }
   return 0;
 }
 
@@ -130,11 +143,11 @@ static int check_method_options(const struct qs_run_opts *a, unsigned given) {
       {QS_MOPT_ACT_ORDER, "--act-order"}, {QS_MOPT_DAMP, "--damp"}, {QS_MOPT_BLOCK, "--block"}};
   for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
     if ((given & k[i].flag) && !(a->method->accepts & k[i].flag)) {
-      fprintf(stderr, "qshard quantize: %s is not an option of --method %s\n", k[i].opt, a->method->name);
+      cli_err("qshard quantize: %s is not an option of --method %s\n", k[i].opt, a->method->name);
       return -1;
     }
   if (!a->calib && (a->method->needs & QS_METHOD_CALIB)) {
-    fprintf(stderr, "qshard quantize: %s needs --calib\n", a->method->name);
+    cli_err("qshard quantize: %s needs --calib\n", a->method->name);
     return -1;
   }
   return 0;
@@ -148,7 +161,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       {"block", 1, 0, OPT_BLOCK}, {"samples", 1, 0, 'n'}, {"seqlen", 1, 0, 'L'}, {"seed", 1, 0, 's'},
       {"format", 1, 0, 'f'}, {"max-shard-size", 1, 0, OPT_SHARD}, {"eval", 1, 0, 'e'},
       {"eval-seqlen", 1, 0, OPT_EVAL_SEQ}, {"eval-windows", 1, 0, OPT_EVAL_WIN}, {"force", 0, 0, 'F'},
-      {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"comm-timeout", 1, 0, OPT_COMM_TIMEOUT}, {"metrics-file", 1, 0, OPT_METRICS},
+      {"resume", 0, 0, OPT_RESUME}, {"state-interval", 1, 0, OPT_STATE_INT}, {"comm-timeout", 1, 0, OPT_COMM_TIMEOUT}, {"allow-long", 0, 0, OPT_ALLOW_LONG}, {"metrics-file", 1, 0, OPT_METRICS},
       {"log-json", 0, 0, OPT_LOG_JSON}, {"stages", 1, 0, OPT_STAGES},
       {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
       {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"imatrix", 2, 0, OPT_IMATRIX},
@@ -170,6 +183,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case 'e': a->eval_data = optarg; break;
     case 'F': a->force = 1; break;
     case OPT_RESUME: a->resume = 1; break;
+    case OPT_ALLOW_LONG: a->allow_long = 1; break;
     case OPT_LOG_JSON: a->log_json = 1; break;
     case OPT_METRICS: a->metrics_file = optarg; break;
     case OPT_COMM_TIMEOUT: if (parse_num("--comm-timeout", optarg, 0, 1ll << 30, &v)) return -1; qs_comm_set_timeout((double)v); break;
@@ -184,26 +198,26 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       given |= QS_MOPT_ACT_ORDER;
       if (!optarg || !strcmp(optarg, "static") || !strcmp(optarg, "weight")) a->q.act_order = QS_ACT_ORDER_STATIC;
       else if (!strcmp(optarg, "group")) a->q.act_order = QS_ACT_ORDER_GROUP;
-      else { fprintf(stderr, "qshard quantize: --act-order=%s: expected static or group\n", optarg); return -1; }
+      else { cli_err("qshard quantize: --act-order=%s: expected static or group\n", optarg); return -1; }
       break;
     case OPT_STATIC: static_groups = 1; break;
     case 'h': usage(stdout); return 1;
     case OPT_DEVICE:
       if ((a->device = qs_device_parse(optarg)) < 0) {
-        fprintf(stderr, "qshard quantize: --device '%s': expected cuda, cpu or auto\n", optarg);
+        cli_err("qshard quantize: --device '%s': expected cuda, cpu or auto\n", optarg);
         return -1;
       }
       break;
     case OPT_PREC:
       if (strcmp(optarg, "bf16") && strcmp(optarg, "fp32")) {
-        fprintf(stderr, "qshard quantize: --precision '%s': expected bf16 or fp32\n", optarg);
+        cli_err("qshard quantize: --precision '%s': expected bf16 or fp32\n", optarg);
         return -1;
       }
       a->precision_f32 = !strcmp(optarg, "fp32");
       break;
     case OPT_FPREC:
       if (strcmp(optarg, "fp32") && strcmp(optarg, "fp64")) {
-        fprintf(stderr, "qshard quantize: --factor-precision '%s': expected fp32 or fp64\n", optarg);
+        cli_err("qshard quantize: --factor-precision '%s': expected fp32 or fp64\n", optarg);
         return -1;
       }
       a->q.factor_f64 = !strcmp(optarg, "fp64");
@@ -211,7 +225,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case 'M':
       method_given = 1;
       if (!(a->method = qs_method_find(optarg))) {
-        fprintf(stderr, "qshard quantize: --method '%s': expected %s\n", optarg, qs_method_names());
+        cli_err("qshard quantize: --method '%s': expected %s\n", optarg, qs_method_names());
         return -1;
       }
       break;
@@ -220,12 +234,17 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       char *end = NULL;
       given |= QS_MOPT_DAMP;
       a->q.damp = strtof(optarg, &end);
-      if (!*optarg || *end) { fprintf(stderr, "qshard quantize: --damp '%s': not a number\n", optarg); return -1; }
+      if (!*optarg || *end) { cli_err("qshard quantize: --damp '%s': not a number\n", optarg); return -1; }
       break;
     }
     case 'b': if (parse_num("--bits", optarg, 2, 8, &v)) return -1; a->q.grid.bits = (int)v; grid_opt = "--bits"; break;
     case OPT_GS:
       if (parse_num("--group-size", optarg, -1, 1 << 20, &v)) return -1;
+      if (v == 0) {
+        cli_err("qshard quantize: --group-size 0: expected a column count (32, 64, 128) or -1 for one group "
+                "per row\n");
+        return -1;
+      }
       a->q.grid.group_size = (int)v;
       grid_opt = "--group-size";
       break;
@@ -239,36 +258,36 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case OPT_EVAL_SEQ: if (parse_num("--eval-seqlen", optarg, 2, 1 << 22, &v)) return -1; a->eval_seqlen = (int)v; break;
     case OPT_EVAL_WIN: if (parse_num("--eval-windows", optarg, 1, 1ll << 40, &v)) return -1; a->eval_windows = v; break;
     default:
-      fprintf(stderr, "qshard quantize: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
+      cli_err("qshard quantize: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
       return -1;
     }
   }
-  if (optind < argc) { fprintf(stderr, "qshard quantize: unexpected argument '%s'\n", argv[optind]); return -1; }
-  if (!a->model || !a->out) { fprintf(stderr, "qshard quantize: --model and --out are required\n"); return -1; }
+  if (optind < argc) { cli_err("qshard quantize: unexpected argument '%s'\n", argv[optind]); return -1; }
+  if (!a->model || !a->out) { cli_err("qshard quantize: --model and --out are required\n"); return -1; }
   // A format that sets its own grid (gguf:TYPE) brings its method and takes no grid options.
   int own_grid = 0;
   for (int i = 0; i < a->n_formats; i++) own_grid |= a->formats[i]->module_grid != NULL;
   if (!method_given && a->formats[0]->method) a->method = qs_method_find(a->formats[0]->method);
   if (own_grid && grid_opt) {
-    fprintf(stderr, "qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
+    cli_err("qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
     return -1;
   }
   if (a->imatrix && !own_grid) {
-    fprintf(stderr, "qshard quantize: --imatrix weights llama.cpp's k-quant searches: it needs --format gguf:TYPE\n");
+    cli_err("qshard quantize: --imatrix weights llama.cpp's k-quant searches: it needs --format gguf:TYPE\n");
     return -1;
   }
   if (a->imatrix == QS_IMP_CALIB && !a->calib) {
-    fprintf(stderr, "qshard quantize: --imatrix without a file computes the importance from --calib: give --calib "
+    cli_err("qshard quantize: --imatrix without a file computes the importance from --calib: give --calib "
             "(or --imatrix=FILE)\n");
     return -1;
   }
   if (check_method_options(a, given)) return -1;
   if (a->q.grid.bits != 2 && a->q.grid.bits != 3 && a->q.grid.bits != 4 && a->q.grid.bits != 8) {
-    fprintf(stderr, "qshard quantize: --bits %d: expected 2, 3, 4 or 8\n", a->q.grid.bits);
+    cli_err("qshard quantize: --bits %d: expected 2, 3, 4 or 8\n", a->q.grid.bits);
     return -1;
   }
   if (static_groups && a->q.act_order != QS_ACT_ORDER_STATIC) {
-    fprintf(stderr, "qshard quantize: --static-groups needs --act-order (and is what it does)\n");
+    cli_err("qshard quantize: --static-groups needs --act-order (and is what it does)\n");
     return -1;
   }
   return 0;
@@ -276,6 +295,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
 
 int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv) {
   struct qs_run_opts a;
+  g_quiet = qs_comm_rank(world) != 0;
   int pr = parse_args(argc, argv, &a);
   if (pr != 0) return pr > 0 ? 0 : 2;
   return qs_quantize(world, &a);

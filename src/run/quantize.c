@@ -70,6 +70,43 @@ static qs_status settle_formats(struct qs_comm *world, struct qs_run_opts *a, co
   return QS_OK;
 }
 
+// The sizes the options ask for against the model, from its config alone (before any data is read):
+// windows within the model's positions (--allow-long to go past them), a group size engines' kernels
+// take (others only warned about), and, on the CPU engine, the calibration activations against the
+// memory this host has available.
+static qs_status check_sizes(struct qs_comm *world, const struct qs_run_opts *a, const struct qs_model *m) {
+  const int r0 = qs_comm_rank(world) == 0, maxp = m->cfg.max_pos;
+  const int gs = a->q.grid.group_size;
+  if (!a->allow_long && maxp > 0 && (a->seqlen > maxp || a->eval_seqlen > maxp)) {
+    if (r0)
+      fprintf(stderr, "qshard quantize: --%s %d is longer than the model's %d positions (max_position_embeddings): "
+              "its attention was never trained that far; --allow-long to run anyway\n",
+              a->seqlen > maxp ? "seqlen" : "eval-seqlen", a->seqlen > maxp ? a->seqlen : a->eval_seqlen, maxp);
+    return QS_ERR_ARG;
+  }
+  int own_grid = 0;
+  for (int i = 0; i < a->n_formats; i++) own_grid |= a->formats[i]->module_grid != NULL;
+  if (r0 && !own_grid && gs > 0 && gs != 32 && gs != 64 && gs != 128)
+    qs_log(QS_LOG_WARN, "--group-size %d: vLLM's and ExLlama's GPTQ kernels take 32, 64 or 128 (or -1); other sizes "
+           "load slowly there or not at all%s", gs, gs >= m->cfg.hidden && gs >= m->cfg.intermediate ? " (this one is wider "
+           "than every module's input: one group per row, as -1)" : "");
+  if (a->calib && a->device == QS_DEVICE_KIND_CPU) {
+    // per rank: the residual stream of its windows and one layer's largest input (the MLP's), fp32
+    long long D = qs_comm_size(world) / QS_MAX(1, a->stages), n = (a->samples + D - 1) / QS_MAX(1, D);
+    int seqlen = a->seqlen ? a->seqlen : QS_MIN(2048, maxp);
+    double need = (double)n * seqlen * (2.0 * m->cfg.hidden + m->cfg.intermediate) * 4.0;
+    double avail = qs_mem_available_bytes() / QS_MAX(1, qs_comm_local_size(world));
+    if (avail > 0 && need > avail) {
+      if (r0)
+        fprintf(stderr, "qshard quantize: --samples %d x --seqlen %d: each rank's calibration activations need about "
+                "%.1f GiB, more than the %.1f GiB this host has available per rank; use fewer --samples, a shorter "
+                "--seqlen or more ranks\n", a->samples, seqlen, need / 1073741824.0, avail / 1073741824.0);
+      return QS_ERR_ARG;
+    }
+  }
+  return QS_OK;
+}
+
 // llama.cpp's block grids (--format gguf) have C references only: --device auto runs them on the CPU,
 // --device cuda is refused.
 static qs_status block_grids_cpu(struct qs_comm *world, struct qs_run_opts *a) {
@@ -165,8 +202,9 @@ fail:
 }
 
 static json_t *eval_json(const struct qs_eval_result *r, const char *data) {
-  return json_pack("{s:s, s:f, s:f, s:I, s:I, s:I, s:i, s:f}", "data", data, "ppl", r->ppl, "nll", r->nll,
-                   "windows", (json_int_t)r->windows, "tokens", (json_int_t)r->tokens, "predicted",
+  // nll: the mean per predicted token, as the console and `qshard eval --json` print it; nll_sum the total
+  return json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:f}", "data", data, "ppl", r->ppl, "nll",
+                   r->nll / (double)QS_MAX(1, r->predicted), "nll_sum", r->nll, "windows", (json_int_t)r->windows, "tokens", (json_int_t)r->tokens, "predicted",
                    (json_int_t)r->predicted, "seqlen", r->seqlen, "seconds", r->seconds);
 }
 
@@ -277,6 +315,7 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   if (a->state_interval < 0) a->state_interval = a->device == QS_DEVICE_KIND_CUDA ? 600 : 0;
   if (qs_model_open(&m, a->model) != QS_OK) return 1;
   if (settle_formats(world, a, &m) != QS_OK) goto done;  // before any work or output
+  if (check_sizes(world, a, &m) != QS_OK) goto done;
   if (load_imatrix(world, a, &m, &imat) != QS_OK) goto done;
   if (qs_stages_check(world, a, &m) != QS_OK) goto done; // before any work or output
   if (qs_stages_init(&grid, world, a->stages, &m) != QS_OK) goto done;

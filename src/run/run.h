@@ -27,6 +27,7 @@ struct qs_run_opts {
   int imatrix;              // --imatrix: importance for llama.cpp's block grids (QS_IMP_CALIB from --calib,
   const char *imatrix_file; // or QS_IMP_TABLE read from imatrix_file, llama.cpp's imatrix GGUF)
   int samples, seqlen;
+  int allow_long;        // --allow-long: windows longer than the model's max_position_embeddings
   unsigned long long seed;
   int eval_seqlen;
   long long eval_windows;
