@@ -96,6 +96,10 @@ b=$(grep -E '^ppl ' "$T/tq.e.log" | awk '{print $2, $3, $4, $5, $6, $7}')
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "tiny: quantize --eval '$a' != eval of the checkpoint '$b'"
 python3 -c "import json,sys; r=json.load(open('$T/tq/quant_report.json')); sys.exit(1 if r['unpacked'] else 0)" \
   || fail "tiny: modules left unpacked"
+grep -qE "^summary: $T/tq — [0-9]+ linear modules quantized \(none kept dense\)" "$T/tq.log" \
+  && grep -qE "^  gptq +$T/tq: [0-9.]+ MB \(from [0-9.]+ MB, [0-9.]+ bits per parameter\)" "$T/tq.log" \
+  && grep -qE "^    load: vLLM: vllm serve $T/tq" "$T/tq.log" && grep -qE "^  perplexity of the written checkpoint" "$T/tq.log" \
+  || { cat "$T/tq.log"; fail "tiny: no end-of-run summary"; }
 echo "tiny: $a"
 
 echo "== 4. bad input"

@@ -277,6 +277,7 @@ fail:
 
 const struct qs_format qs_format_ct = {
     .name = "compressed-tensors",
+    .load_hint = "vLLM: vllm serve {OUT}; transformers (+ compressed-tensors): AutoModelForCausalLM.from_pretrained(\"{OUT}\")",
     .help = "compressed-tensors pack-quantized (vLLM, transformers + compressed-tensors; llm-compressor's layout)",
     .model_dir = 1,
     .refuse = ct_refuse,

@@ -53,6 +53,9 @@ struct qs_fwriter {
 struct qs_format {
   const char *name; // --format NAME
   const char *help;
+  // How an engine loads the output, for the end-of-run summary: {OUT} is the format's directory,
+  // {FILE} its first .gguf file.
+  const char *load_hint;
   int model_dir;    // 1: writes a model directory (config.json + safetensors) that loaders and `qshard eval` read
   // Before any work, on every rank: 0 when this format can hold the run's output, else writes why into
   // msg (one sentence naming the option or shape) and returns 1. The caller prints it once.

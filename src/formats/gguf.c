@@ -481,6 +481,7 @@ static qs_status config_of(const struct qs_gguf_file *f, char **json, int tied) 
   QS_TRY(qs_gguf_get_u32(f, KEY("embedding_length"), &emb));
   QS_TRY(qs_gguf_get_u32(f, KEY("feed_forward_length"), &ff));
   QS_TRY(qs_gguf_get_u32(f, KEY("attention.head_count"), &nh));
+  if (nh == 0) QS_FAIL(QS_ERR_FORMAT, "%s: %s is 0", f->path, key); // head_dim defaults to emb / nh
   nkv = nh;
   if (qs_gguf_find_kv(f, KEY("attention.head_count_kv"))) QS_TRY(qs_gguf_get_u32(f, key, &nkv));
   if (qs_gguf_find_kv(f, KEY("rope.freq_base"))) QS_TRY(qs_gguf_get_f32(f, key, &base));
@@ -568,6 +569,7 @@ fail:
 
 const struct qs_format qs_format_gguf = {
     .name = "gguf",
+    .load_hint = "llama.cpp: llama-server -m {FILE} (or llama-cli -m {FILE})",
     .help = "gguf:TYPE = llama.cpp's GGUF file (llama-cli, llama-server, llama-cpp-python), TYPE one of "
             "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S/M/L Q4_K_S/M Q5_K_S/M Q6_K IQ4_NL, "
             "each tensor byte for byte what llama-quantize writes (its per-tensor mix; --imatrix)",

@@ -231,6 +231,7 @@ fail:
 
 const struct qs_format qs_format_gptq = {
     .name = "gptq",
+    .load_hint = "vLLM: vllm serve {OUT}; transformers (+ optimum, gptqmodel): AutoModelForCausalLM.from_pretrained(\"{OUT}\")",
     .help = "GPTQ v1 (vLLM, transformers + optimum/GPTQModel, AutoGPTQ)",
     .model_dir = 1,
     .refuse = gptq_refuse,

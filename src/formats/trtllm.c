@@ -774,6 +774,7 @@ fail:
 
 const struct qs_format qs_format_trtllm = {
     .name = "trtllm",
+    .load_hint = "TensorRT-LLM: trtllm-build --checkpoint_dir {OUT} --output_dir ENGINE_DIR",
     .help = "TensorRT-LLM per-rank checkpoint for --tp T ranks (W4A16_GPTQ), in OUT/trtllm",
     .model_dir = 0,
     .refuse = trt_refuse,

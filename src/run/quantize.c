@@ -26,6 +26,7 @@
 #include "run/progress.h"
 #include "run/qstate.h"
 #include "run/stages.h"
+#include "run/summary.h"
 
 // ---- before any work: the formats and the grid they need ------------------------------------------
 
@@ -282,7 +283,10 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
   qs_progress_note(run, "quantized", json_pack("{s:i, s:f}", "layers", run->m->cfg.n_layers, "seconds", seconds),
                    "quantized %d layers in %.2f s", run->m->cfg.n_layers, seconds);
   QS_TRY(qs_output_write(run, tmp));
-  if (a->eval_data) QS_TRY(eval_checkpoint(run, tmp, &ej));
+  if (a->eval_data) {
+    QS_TRY(eval_checkpoint(run, tmp, &ej));
+    run->eval_ppl = json_real_value(json_object_get(ej, "ppl"));
+  }
   if (qs_comm_rank(run->world) == 0) {
     json_t *e = ej; // stolen by the report
     ej = NULL;
@@ -305,7 +309,8 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   struct qs_model m = {0};
   struct qs_qstate state = {0};
   struct qs_stages grid = {0};
-  struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid};
+  struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid, .eval_ppl = NAN};
+  double t0 = qs_time_now();
   struct qs_imatrix imat = {0};
   char *tmp = NULL;
   int ok = 1, rc = 1;
@@ -339,9 +344,16 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
     if (qs_comm_size(world) > 1) qs_comm_abort(world, 1);
     goto done;
   }
+  long long peak = (long long)qs_peak_rss_bytes();
+  if (qs_comm_allreduce_max_i64(world, &peak) != QS_OK) goto done;
   if (qs_comm_rank(world) == 0) {
     if (qs_outdir_commit(tmp, a->out, a->force) != QS_OK) { qs_outdir_abort(tmp); ok = 0; }
-    else qs_progress_note(&run, "wrote", json_pack("{s:s}", "out", a->out), "wrote %s", a->out);
+    else {
+      qs_progress_note(&run, "wrote", json_pack("{s:s}", "out", a->out), "wrote %s", a->out);
+      struct qs_summary_in in = {.seconds = qs_time_now() - t0, .peak_host = peak, .eval_ppl = run.eval_ppl,
+                                 .eval_data = a->eval_data};
+      qs_summary_print(&run, &in);
+    }
   }
   if (qs_comm_allreduce_and(world, &ok) == QS_OK && ok) rc = 0;
 done:

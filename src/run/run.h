@@ -85,6 +85,7 @@ struct qs_qrun {
   int n_reports, cap_reports;
   struct qs_qengine *engine;
   struct qs_qstate *state;     // resume state and per-layer record files (state.h)
+  double eval_ppl;             // --eval: the written checkpoint's perplexity (NaN until then)
 };
 
 // What format i's writer and hooks know of the run (formats/format.h).

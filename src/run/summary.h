@@ -1,0 +1,18 @@
+// summary.h — the end-of-run summary of `qshard quantize`: what was written where, how big against
+// the original, how good (when --eval ran), what was left out, what it cost, and how an engine loads it.
+#ifndef QS_SUMMARY_H
+#define QS_SUMMARY_H
+
+#include "run/run.h"
+
+struct qs_summary_in {
+  double seconds;      // the whole run, wall
+  long long peak_host; // bytes, max over ranks
+  double eval_ppl;     // NaN: no --eval
+  const char *eval_data;
+};
+
+// Rank 0, once OUT is in place: a few lines (with --log-json one "summary" event).
+void qs_summary_print(const struct qs_qrun *run, const struct qs_summary_in *in);
+
+#endif
