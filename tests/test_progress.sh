@@ -34,6 +34,9 @@ assert layers[-1]["eta_seconds"] == 0
 assert all(o["peak_host_bytes"] > 1 << 20 and o["peak_device_bytes"] is None for o in layers)
 assert count("module") == 4 * 7 and count("calibration") == 1 and count("quantized") == 1, ev
 assert count("eval") == 1 and count("wrote") == 1
+s = [o for o in ev if o["event"] == "summary"]  # the end-of-run summary, one event
+assert len(s) == 1 and s[0]["modules"] == 28 and s[0]["kept_dense"] == 0 and s[0]["eval_ppl"] > 1, s
+assert s[0]["formats"][0]["format"] == "gptq" and 0 < s[0]["formats"][0]["bytes"] < s[0]["bytes_in"], s
 saves = [o for o in ev if o["event"] == "state_saved"]
 assert len(saves) == 1 and saves[0]["layers_done"] == 4, saves
 print("%d JSON lines: %s" % (len(ev), ", ".join(sorted(set(o["event"] for o in ev)))))
