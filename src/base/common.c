@@ -102,9 +102,15 @@ qs_status qs_report(qs_status st, const char *file, int line, const char *func, 
   return st;
 }
 
+static int g_debug;
+void qs_log_set_debug(int on) { g_debug = on; }
+
+// The call chain under an error ("  from file:line func") only with --debug or QS_BACKTRACE=1: the
+// error line itself says what failed and where.
 qs_status qs_trace(qs_status st, const char *file, int line, const char *func) {
   static int verbose = -1;
-  if (verbose < 0) verbose = (int)qs_param_read("QS_BACKTRACE", 1);
+  if (verbose < 0) verbose = (int)qs_param_read("QS_BACKTRACE", 0);
+  verbose |= g_debug;
   if (verbose && st != QS_ERR_STOPPED) { // a stop unwinds quietly: it is reported once, where it is handled
     const char *base = strrchr(file, '/');
     fprintf(stderr, "  from %s:%d %s\n", base ? base + 1 : file, line, func);

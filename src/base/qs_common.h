@@ -65,6 +65,8 @@ void qs_log_set_json(int on);
 qs_status qs_report(qs_status st, const char *file, int line, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 qs_status qs_trace(qs_status st, const char *file, int line, const char *func);
+// --debug (every command): qs_trace prints the call chain under each error (also QS_BACKTRACE=1).
+void qs_log_set_debug(int on);
 
 #define QS_FAIL(st, ...)                                                                \
   do {                                                                                  \

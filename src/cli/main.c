@@ -22,6 +22,7 @@ enum { N_COMMANDS = sizeof(k_commands) / sizeof(k_commands[0]) };
 static void usage(FILE *out) {
   fprintf(out, "usage: qshard <command> [options]   (qshard <command> --help for details)\n\ncommands:\n");
   for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s %s\n", k_commands[i].name, k_commands[i].help);
+  fprintf(out, "\n--debug (with any command): the source call chain under each error (also QS_BACKTRACE=1)\n");
 }
 
 int main(int argc, char **argv) {
@@ -29,6 +30,13 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  // --debug, anywhere after the command: the source call chain under errors (common.c qs_trace).
+  for (int i = 2; i < argc; i++)
+    if (!strcmp(argv[i], "--debug")) {
+      qs_log_set_debug(1);
+      memmove(&argv[i], &argv[i + 1], (size_t)(argc - i) * sizeof(char *)); // argv[argc] (NULL) moves too
+      argc--, i--;
+    }
   int idx = -1;
   for (int i = 0; i < N_COMMANDS; i++)
     if (!strcmp(argv[1], k_commands[i].name)) idx = i;
