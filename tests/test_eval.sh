@@ -144,6 +144,33 @@ expect_error too_short "$TS" "fewer than one window" "max_position_embeddings"
 run bad_option 1 --model "$S" --data "$TS" --seqlen abc
 expect_error bad_option "--seqlen 'abc'"
 
+# --reference: a model against the original on the same windows (KL divergence, top-1 agreement).
+# The stories260K model against itself: exactly 0 and 100 %. The 4-bit one written here against it: its
+# ppl line is the plain eval's, the reference's ppl the FP eval's (the same per-window sums), the
+# divergence positive, and every number the same for -np 1 and 3.
+"$QSHARD" quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 4 --seqlen 128 --bits 4 --group-size 32 \
+  --out "$tmp/q4" >"$tmp/q4.log" 2>&1 || { cat "$tmp/q4.log"; fail "quantize for --reference"; }
+run self 1 --model "$S" --reference "$S" --data "$TS" --eval-windows 4
+grep -qx 'reference ppl [0-9.]* (+0.00 %) kld 0.000000 p99 0.000000 max 0.000000 top1 100.00 % dp +0.000000' \
+  "$tmp/self.out" || { cat "$tmp/self.out" "$tmp/self.err"; fail "--reference of the model itself"; }
+run q4 1 --model "$tmp/q4" --data "$TS" --eval-windows 4
+run fp4 1 --model "$S" --data "$TS" --eval-windows 4
+run cmp1 1 --model "$tmp/q4" --reference "$S" --data "$TS" --eval-windows 4 --json "$tmp/cmp.json"
+run cmp3 3 --model "$tmp/q4" --reference "$S" --data "$TS" --eval-windows 4
+expect_same cmp1 q4
+[ "$(grep '^reference ' "$tmp/cmp1.out")" = "$(grep '^reference ' "$tmp/cmp3.out")" ] || fail "--reference: -np 1 and 3 differ"
+ref_ppl=$(awk '/^reference /{print $3}' "$tmp/cmp1.out")
+[ "$ref_ppl" = "$(ppl_value fp4)" ] || fail "--reference ppl $ref_ppl != the FP eval's $(ppl_value fp4)"
+python3 - "$tmp/cmp.json" <<'PY' || fail "--reference: implausible statistics"
+import json, sys
+r = json.load(open(sys.argv[1]))["reference"]
+assert 0 < r["kld_mean"] <= r["kld_p99"] <= r["kld_max"], r
+assert 0.5 < r["top1_agreement"] < 1 and abs(r["dp_mean"]) < 0.1, r
+PY
+echo "reference: $(grep '^reference ' "$tmp/cmp1.out")"
+run refcuda 1 --model "$S" --reference "$S" --data "$TS" --device cuda
+expect_error refcuda "--device cpu"
+
 run help 1 --help
 grep -q "max_position_embeddings" "$tmp/help.out" && [ "$(cat "$tmp/help.rc")" = 0 ] || fail "--help"
 

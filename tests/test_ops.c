@@ -181,7 +181,27 @@ static void test_nll(void) {
   CHECK(qs_nll_ref(big, 3, 2) > 1999);
 }
 
+// KL(P || Q) and friends against the closed forms: two-way softmaxes p = (1/2, 1/2) and q = (1/(1+e),
+// e/(1+e)) (logits 0,0 and 0,1): KL = sum p log(p/q) = log(1/2) - (1/2)(log q0 + log q1) with
+// log q0 = -log(1+e), log q1 = 1 - log(1+e). Tolerances: double sums of 2 terms, a few ulps of the
+// values (~1e-16 relative); 1e-14 absolute leaves margin. Identical inputs: exactly 0, same top.
+static void test_tok_cmp(void) {
+  const float ref[2] = {0.f, 0.f}, q[2] = {0.f, 1.f}, big[3] = {1000.f, 999.f, -1000.f};
+  struct qs_tok_cmp c;
+  qs_tok_cmp_ref(ref, q, 2, 1, &c);
+  const double l1e = log(1.0 + exp(1.0));
+  CHECK_CLOSE(c.kld, log(0.5) - 0.5 * (-l1e + 1.0 - l1e), 1e-14, 0.0);
+  CHECK_CLOSE(c.nll_ref, log(2.0), 1e-15, 0.0);
+  CHECK_CLOSE(c.nll_q, l1e - 1.0, 1e-14, 0.0);
+  CHECK_CLOSE(c.dp, exp(1.0) / (1.0 + exp(1.0)) - 0.5, 1e-14, 0.0);
+  CHECK(c.same_top == 0); // argmax: index 0 for ref (first on ties), 1 for q
+  qs_tok_cmp_ref(big, big, 3, 1, &c); // no overflow: the max is subtracted
+  CHECK(c.kld == 0.0 && c.dp == 0.0 && c.same_top == 1 && c.nll_q == c.nll_ref);
+  CHECK_CLOSE(c.nll_q, 1.0 + log(1.0 + exp(-1.0)), 1e-12, 0.0);
+}
+
 int main(void) {
+  test_tok_cmp();
   test_rmsnorm();
   test_rope();
   test_attention();

@@ -15,6 +15,7 @@
 struct qs_eval_opts {
   struct qs_eval_request r;
   const char *json;
+  const char *reference; // --reference DIR: the model to compare with (KL divergence, top-1 agreement)
   struct qs_eval_device dev;
 };
 
@@ -39,10 +40,15 @@ static void qs_eval_usage(FILE *out) {
           "  --eval-windows N   only the first N windows (quick checks)\n"
           "  --device D         cuda, cpu or auto (default: cuda when built with CUDA and every rank sees a\n"
           "                     GPU); --precision bf16|fp32 (cuda; default bf16 activations, fp32 sums)\n"
+          "  --reference DIR    also the original (unquantized) model: on the same windows its perplexity, the\n"
+          "                     KL divergence KL(reference || model) per predicted token (mean, 99th\n"
+          "                     percentile, max), top-1 agreement and the mean change of the correct token's\n"
+          "                     probability (llama.cpp's --kl-divergence statistics; CPU engine)\n"
           "  --json FILE        also write {\"ppl\", \"nll\", \"windows\", \"tokens\", \"seqlen\", ...} to FILE\n"
           "\n"
           "output (rank 0): progress lines, then\n"
           "  ppl <P> nll <mean NLL> windows <W> tokens <W*seqlen> predicted <W*(seqlen-1)> seqlen <S>\n"
+          "  reference ppl <P_ref> (<change> %%) kld <mean> p99 <p99> max <max> top1 <%%> dp <mean>   (--reference)\n"
           "  time <seconds> s load <seconds> s ranks <P> windows/s <rate>\n"
           "The ppl line does not depend on the rank count; the time line does.\n",
           QS_EVAL_DEFAULT_SEQLEN);
@@ -83,6 +89,7 @@ static int qs_eval_parse(int argc, char **argv, struct qs_eval_opts *o, int *hel
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--data"))) o->r.data = v;
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--dataset"))) o->r.dataset = v;
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--json"))) o->json = v;
+    else if ((v = qs_eval_opt_value(argc, argv, &i, "--reference"))) o->reference = v;
     else if ((v = qs_eval_opt_value(argc, argv, &i, "--device"))) {
       if ((o->dev.kind = qs_device_parse(v)) < 0) { snprintf(err, errlen, "--device '%s': expected cuda, cpu or auto", v); bad = 1; }
     } else if ((v = qs_eval_opt_value(argc, argv, &i, "--precision"))) {
@@ -103,11 +110,16 @@ static int qs_eval_parse(int argc, char **argv, struct qs_eval_opts *o, int *hel
     snprintf(err, errlen, "--model DIR and --data FILE are required");
     return -1;
   }
+  if (o->reference && o->dev.kind == QS_DEVICE_KIND_CUDA) {
+    snprintf(err, errlen, "--reference compares the two models on the CPU engine: use --device cpu");
+    return -1;
+  }
+  if (o->reference) o->dev.kind = QS_DEVICE_KIND_CPU;
   return 0;
 }
 
 static qs_status qs_eval_write_json(const char *path, const struct qs_eval_opts *o, const struct qs_eval_plan *p,
-                                    double nll_sum, double seconds, int ranks) {
+                                    double nll_sum, const struct qs_eval_cmp *c, double seconds, int ranks) {
   qs_status status = QS_OK;
   double pred = (double)p->n_windows * (p->seqlen - 1);
   json_t *j = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:I, s:s, s:s, s:s, s:f, s:i}", "ppl",
@@ -117,6 +129,11 @@ static qs_status qs_eval_write_json(const char *path, const struct qs_eval_opts 
                         (json_int_t)p->n_avail, "model", o->r.model, "data", o->r.data, "dataset",
                         o->r.dataset ? o->r.dataset : "/input_ids", "seconds", seconds, "ranks", ranks);
   if (!j) QS_FAIL(QS_ERR_OOM, "%s: cannot build the JSON report", path);
+  if (c && json_object_set_new(j, "reference", json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f}", "model",
+                                                         o->reference, "ppl", exp(c->nll_ref / pred), "kld_mean",
+                                                         c->kld_mean, "kld_p99", c->kld_p99, "kld_max", c->kld_max,
+                                                         "top1_agreement", c->top1, "dp_mean", c->dp_mean)))
+    QS_FAIL(QS_ERR_OOM, "%s: cannot build the JSON report", path);
   QS_TRY(qs_json_write_file(path, j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)));
 fail:
   json_decref(j);
@@ -125,7 +142,7 @@ fail:
 
 // Prints the result (rank 0) and writes --json.
 static qs_status qs_eval_report(struct qs_comm *world, const struct qs_eval_opts *o, const struct qs_eval_plan *p,
-                                double nll_sum, double t0, double t_load) {
+                                double nll_sum, const struct qs_eval_cmp *c, double t0, double t_load) {
   qs_status status = QS_OK;
   int size = qs_comm_size(world);
   double pred = (double)p->n_windows * (p->seqlen - 1);
@@ -133,10 +150,14 @@ static qs_status qs_eval_report(struct qs_comm *world, const struct qs_eval_opts
   if (qs_comm_rank(world) == 0) {
     printf("ppl %.6f nll %.9f windows %lld tokens %lld predicted %lld seqlen %d\n", exp(nll_sum / pred),
            nll_sum / pred, p->n_windows, p->n_windows * p->seqlen, p->n_windows * (p->seqlen - 1), p->seqlen);
+    if (c)
+      printf("reference ppl %.6f (%+.2f %%) kld %.6f p99 %.6f max %.6f top1 %.2f %% dp %+.6f\n", exp(c->nll_ref / pred),
+             100.0 * (exp((nll_sum - c->nll_ref) / pred) - 1.0), c->kld_mean, c->kld_p99, c->kld_max, 100.0 * c->top1,
+             c->dp_mean);
     printf("time %.2f s load %.2f s ranks %d windows/s %.3f\n", seconds, t_load, size,
            (double)p->n_windows / QS_MAX(seconds - t_load, 1e-9));
     fflush(stdout);
-    if (o->json) QS_TRY(qs_eval_write_json(o->json, o, p, nll_sum, seconds, size));
+    if (o->json) QS_TRY(qs_eval_write_json(o->json, o, p, nll_sum, c, seconds, size));
   }
 fail:
   return status;
@@ -145,8 +166,9 @@ fail:
 int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   struct qs_eval_opts o;
   struct qs_eval_plan p;
-  struct qs_model m;
-  int help = 0, opened = 0, rank = qs_comm_rank(world);
+  struct qs_model m, ref;
+  struct qs_eval_cmp cmp;
+  int help = 0, opened = 0, ref_opened = 0, rank = qs_comm_rank(world);
   int32_t *ids = NULL;
   double t0 = qs_time_now(), t_load = 0.0, nll_sum = 0.0;
   char err[512];
@@ -163,13 +185,20 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   if ((status = qs_device_resolve(world, &o.dev.kind)) != QS_OK) goto fail;
   // The model first: its config (which a format's own directory layout may hold) checks the ids.
   if ((status = qs_eval_open_model(world, o.r.model, o.dev.kind, &m, &opened)) != QS_OK) goto fail;
+  if (o.reference && (status = qs_eval_open_model(world, o.reference, o.dev.kind, &ref, &ref_opened)) != QS_OK) goto fail;
   if ((status = qs_eval_share_tokens(world, &o.r, &m.cfg, &p, &ids)) != QS_OK) goto fail;
   t_load = qs_time_now() - t0;
   qs_log0("eval: %s on %s, load %.2f s", o.r.model, o.r.data, t_load);
-  QS_TRY(qs_eval_windows(world, &m, &p, ids, &o.dev, t0, &nll_sum));
-  QS_TRY(qs_eval_report(world, &o, &p, nll_sum, t0, t_load));
+  if (o.reference) {
+    QS_TRY(qs_eval_compare(world, &m, &ref, &p, ids, t0, &cmp));
+    nll_sum = cmp.nll_q;
+  } else {
+    QS_TRY(qs_eval_windows(world, &m, &p, ids, &o.dev, t0, &nll_sum));
+  }
+  QS_TRY(qs_eval_report(world, &o, &p, nll_sum, o.reference ? &cmp : NULL, t0, t_load));
 fail:
   if (opened) qs_model_close(&m);
+  if (ref_opened) qs_model_close(&ref);
   free(ids);
   return status == QS_OK ? 0 : 1;
 }

@@ -242,6 +242,111 @@ fail:
   return status;
 }
 
+// ---- a model against its reference (eval --reference) ------------------------------------------------
+
+enum { CMP_KLD, CMP_NLL_Q, CMP_NLL_REF, CMP_DP, CMP_TOP, CMP_N }; // doubles per predicted token
+
+// Window `ids` (T tokens) through both models: CMP_N doubles per predicted token into out[(T-1) * CMP_N].
+static qs_status cmp_window(struct qs_model *q, struct qs_model *ref, struct qs_eval_ws *wq, struct qs_eval_ws *wr,
+                            const int32_t *ids, int T, double *out) {
+  qs_status status = QS_OK;
+  const int H = q->cfg.hidden, V = q->cfg.vocab;
+  qs_model_embed(q, ids, T, wq->x);
+  QS_TRY(qs_model_forward_layers(q, wq->x, T, &wq->fwd));
+  qs_model_embed(ref, ids, T, wr->x);
+  QS_TRY(qs_model_forward_layers(ref, wr->x, T, &wr->fwd));
+  for (int r0 = 0; r0 < T - 1; r0 += wq->rows) {
+    int rows = QS_MIN(wq->rows, T - 1 - r0);
+    qs_model_logits(q, wq->x + (size_t)r0 * H, wq->logits, rows, wq->xn);
+    qs_model_logits(ref, wr->x + (size_t)r0 * H, wr->logits, rows, wr->xn);
+    for (int r = 0; r < rows; r++) {
+      struct qs_tok_cmp c;
+      qs_tok_cmp_ref(wr->logits + (size_t)r * V, wq->logits + (size_t)r * V, V, ids[r0 + r + 1], &c);
+      double *o = out + (size_t)(r0 + r) * CMP_N;
+      o[CMP_KLD] = c.kld, o[CMP_NLL_Q] = c.nll_q, o[CMP_NLL_REF] = c.nll_ref, o[CMP_DP] = c.dp;
+      o[CMP_TOP] = c.same_top;
+      if (!isfinite(c.kld) || !isfinite(c.nll_q) || !isfinite(c.nll_ref))
+        QS_FAIL(QS_ERR_NUMERIC, "eval: non-finite logits at token %d of a window", r0 + r + 1);
+    }
+  }
+fail:
+  return status;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+qs_status qs_eval_compare(struct qs_comm *world, struct qs_model *q, struct qs_model *ref, const struct qs_eval_plan *p,
+                          const int32_t *ids, double t0, struct qs_eval_cmp *out) {
+  qs_status status = QS_OK, st = QS_OK;
+  struct qs_eval_ws wq = {0}, wr = {0};
+  double *mine = NULL, *all = NULL, *kld = NULL;
+  size_t *counts = NULL;
+  const int T = p->seqlen, size = qs_comm_size(world);
+  const size_t per_win = (size_t)(T - 1) * CMP_N;
+  long long begin = 0, end = 0;
+  if (q->cfg.vocab != ref->cfg.vocab || q->cfg.hidden != ref->cfg.hidden || q->cfg.n_layers != ref->cfg.n_layers)
+    QS_FAIL(QS_ERR_ARG, "eval --reference %s: not the same model as %s (vocab %d/%d, hidden %d/%d, layers %d/%d)",
+            ref->dir, q->dir, ref->cfg.vocab, q->cfg.vocab, ref->cfg.hidden, q->cfg.hidden, ref->cfg.n_layers,
+            q->cfg.n_layers);
+  qs_comm_split_range(p->n_windows, size, qs_comm_rank(world), &begin, &end);
+  qs_log0("eval: %s against %s: %lld windows of %d tokens, %d ranks", q->dir, ref->dir, p->n_windows, T, size);
+  QS_ALLOC(mine, QS_MAX(1, (size_t)(end - begin) * per_win));
+  if (end > begin) {
+    st = qs_eval_ws_init(&wq, &q->cfg, T);
+    if (st == QS_OK) st = qs_eval_ws_init(&wr, &ref->cfg, T);
+    long long step = QS_MAX(1, QS_CEIL_DIV(end - begin, 10));
+    for (long long w = begin; w < end && st == QS_OK; w++) {
+      st = cmp_window(q, ref, &wq, &wr, ids + (size_t)w * T, T, mine + (size_t)(w - begin) * per_win);
+      if ((w - begin + 1) % step == 0 || w + 1 == end)
+        qs_log0("eval: %lld/%lld windows (rank 0), %.1f s", w - begin + 1, end - begin, qs_time_now() - t0);
+    }
+  }
+  int ok = st == QS_OK;
+  QS_TRY(qs_comm_allreduce_and(world, &ok));
+  if (!ok) { status = st != QS_OK ? qs_trace(st, __FILE__, __LINE__, __func__) : QS_ERR_NUMERIC; goto fail; }
+  // every token's values, in window order, on every rank; sums in that order
+  const long long n = p->n_windows * (T - 1);
+  QS_ALLOC(all, (size_t)n * CMP_N);
+  QS_ALLOC(kld, n);
+  QS_ALLOC(counts, size);
+  for (int r = 0; r < size; r++) {
+    long long b, e;
+    qs_comm_split_range(p->n_windows, size, r, &b, &e);
+    counts[r] = (size_t)(e - b) * per_win * sizeof(double);
+  }
+  QS_TRY(qs_comm_allgatherv(world, mine, all, counts));
+  // NLLs as qs_eval_windows adds them (within a window in token order, then windows in order), so the
+  // perplexities equal those of `qshard eval` of each model alone, bit for bit
+  double s[CMP_N] = {0};
+  for (long long w = 0; w < p->n_windows; w++) {
+    double wn[CMP_N] = {0};
+    for (int j = 0; j < T - 1; j++) {
+      const double *o = all + ((size_t)w * (T - 1) + j) * CMP_N;
+      for (int k = 0; k < CMP_N; k++) wn[k] += o[k];
+      kld[w * (T - 1) + j] = o[CMP_KLD];
+    }
+    s[CMP_NLL_Q] += wn[CMP_NLL_Q], s[CMP_NLL_REF] += wn[CMP_NLL_REF];
+  }
+  for (long long i = 0; i < n; i++) // the per-token statistics in token order
+    for (int k = 0; k < CMP_N; k++)
+      if (k != CMP_NLL_Q && k != CMP_NLL_REF) s[k] += all[(size_t)i * CMP_N + k];
+  qsort(kld, (size_t)n, sizeof(double), cmp_double);
+  *out = (struct qs_eval_cmp){.nll_q = s[CMP_NLL_Q], .nll_ref = s[CMP_NLL_REF], .kld_mean = s[CMP_KLD] / (double)n,
+                              .kld_p99 = kld[(size_t)ceil(0.99 * (double)n) - 1], .kld_max = kld[n - 1],
+                              .top1 = s[CMP_TOP] / (double)n, .dp_mean = s[CMP_DP] / (double)n, .tokens = n};
+fail:
+  qs_eval_ws_free(&wq);
+  qs_eval_ws_free(&wr);
+  free(mine);
+  free(all);
+  free(kld);
+  free(counts);
+  return status;
+}
+
 // The engine behind `quantize --eval` (eval.h): same windows, same per-window NLLs, same ordered
 // sum as `qshard eval`, on a model whose layers are already in memory.
 qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *data, int seqlen,

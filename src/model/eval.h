@@ -70,6 +70,19 @@ qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *d
 // not depend on the rank count.
 qs_status qs_eval_windows_cuda(struct qs_model *m, const int32_t *ids, int T, long long begin, long long end,
                                int f32, double *nll);
+// A model against a reference model (its unquantized original) on the same windows (eval
+// --reference), per predicted token (ops.h qs_tok_cmp_ref) and gathered in token order, so every
+// number is the same bits for any rank count: both perplexities, the mean, 99th percentile (nearest
+// rank) and maximum of the KL divergence KL(reference || model), top-1 agreement (fraction of tokens
+// whose argmax agrees) and the mean change of the correct token's probability. CPU engine.
+struct qs_eval_cmp {
+  double nll_q, nll_ref;              // ordered sums over the predicted tokens
+  double kld_mean, kld_p99, kld_max, top1, dp_mean;
+  long long tokens;                   // predicted tokens
+};
+qs_status qs_eval_compare(struct qs_comm *world, struct qs_model *q, struct qs_model *ref, const struct qs_eval_plan *p,
+                          const int32_t *ids, double t0, struct qs_eval_cmp *out);
+
 // Prints the result line ("ppl ... windows ... tokens ...") from rank 0.
 void qs_eval_print(const struct qs_eval_result *r, const char *data);
 

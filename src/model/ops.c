@@ -188,6 +188,31 @@ void qs_matmul(const float *x, const float *w, const float *bias, float *y, int 
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, bias ? 1.0f : 0.0f, y, N);
 }
 
+void qs_tok_cmp_ref(const float *ref, const float *q, int vocab, int target, struct qs_tok_cmp *out) {
+  double mr = ref[0], mq = q[0];
+  int ar = 0, aq = 0;
+  for (int i = 1; i < vocab; i++) {
+    if (ref[i] > mr) mr = ref[i], ar = i;
+    if (q[i] > mq) mq = q[i], aq = i;
+  }
+  double sr = 0.0, sq = 0.0;
+  for (int i = 0; i < vocab; i++) {
+    sr += exp((double)ref[i] - mr);
+    sq += exp((double)q[i] - mq);
+  }
+  const double lzr = mr + log(sr), lzq = mq + log(sq); // log partition functions
+  double kld = 0.0;
+  for (int i = 0; i < vocab; i++) {
+    double lp = (double)ref[i] - lzr, lq = (double)q[i] - lzq;
+    kld += exp(lp) * (lp - lq);
+  }
+  out->kld = kld > 0.0 ? kld : 0.0; // >= 0 in exact arithmetic; rounding may leave -1e-17
+  out->nll_ref = lzr - (double)ref[target];
+  out->nll_q = lzq - (double)q[target];
+  out->dp = exp(-out->nll_q) - exp(-out->nll_ref);
+  out->same_top = ar == aq;
+}
+
 double qs_nll_ref(const float *logits, int vocab, int target) {
   double mx = logits[0];
   for (int i = 1; i < vocab; i++) mx = logits[i] > mx ? logits[i] : mx;

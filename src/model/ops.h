@@ -49,5 +49,13 @@ void qs_matmul(const float *x, const float *w, const float *bias, float *y, int 
 
 // Negative log-likelihood of `target` under logits [vocab] (log-sum-exp in double).
 double qs_nll_ref(const float *logits, int vocab, int target);
+// One predicted token of two models (llama.cpp's KL-divergence statistics): with P = softmax(ref)
+// and Q = softmax(q), all in double: kld = sum_i P_i (log P_i - log Q_i); nll_ref / nll_q = -log P /
+// -log Q of the target; same_top = argmax P == argmax Q (first index on ties); dp = Q_t - P_t.
+struct qs_tok_cmp {
+  double kld, nll_ref, nll_q, dp;
+  int same_top;
+};
+void qs_tok_cmp_ref(const float *ref, const float *q, int vocab, int target, struct qs_tok_cmp *out);
 
 #endif

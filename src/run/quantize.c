@@ -217,21 +217,53 @@ static qs_status eval_checkpoint(struct qs_qrun *run, const char *tmp, json_t **
   struct qs_model q = {0};
   struct qs_eval_result er = {0};
   struct qs_eval_device dev = {.kind = a->device, .f32 = a->precision_f32};
+  struct qs_eval_cmp cmp = {0};
+  int32_t *ids = NULL;
   char path[4096] = {0};
-  int opened = 0, ok;
+  int opened = 0, ok, have_cmp = 0;
   if (qs_comm_rank(run->world) == 0) snprintf(path, sizeof(path), "%s", tmp);
   QS_TRY(qs_comm_bcast(run->world, path, sizeof(path), 0));
   qs_status st = qs_model_open(&q, path);
   ok = opened = st == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->world, &ok));
   if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the written checkpoint %s could not be opened on every rank", path);
-  QS_TRY(qs_eval_model(run->world, &q, a->eval_data, a->eval_seqlen ? a->eval_seqlen : run->T, a->eval_windows,
-                       &dev, &er));
+  const int seqlen = a->eval_seqlen ? a->eval_seqlen : run->T;
+  if (dev.kind != QS_DEVICE_KIND_CPU) {
+    QS_TRY(qs_eval_model(run->world, &q, a->eval_data, seqlen, a->eval_windows, &dev, &er));
+  } else {
+    // On the CPU the original model runs beside it on the same windows: the checkpoint's perplexity (the
+    // same bits as `qshard eval` of it) and how far its next-token distributions moved (eval.h).
+    struct qs_eval_request o = {.model = q.dir, .data = a->eval_data, .seqlen = seqlen, .max_windows = a->eval_windows};
+    struct qs_eval_plan p;
+    double t0 = qs_time_now();
+    QS_TRY(qs_eval_share_tokens(run->world, &o, &q.cfg, &p, &ids));
+    st = qs_model_load_layers(&q);
+    if (st == QS_OK && !run->m->layers) st = qs_model_load_layers(run->m);
+    ok = st == QS_OK;
+    QS_TRY(qs_comm_allreduce_and(run->world, &ok));
+    if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the models could not be loaded on every rank");
+    QS_TRY(qs_eval_compare(run->world, &q, run->m, &p, ids, t0, &cmp));
+    er = (struct qs_eval_result){.ppl = exp(cmp.nll_q / (double)cmp.tokens), .nll = cmp.nll_q, .windows = p.n_windows,
+                                 .tokens = p.n_windows * p.seqlen, .predicted = cmp.tokens, .seqlen = p.seqlen,
+                                 .seconds = qs_time_now() - t0};
+    have_cmp = 1;
+  }
   *ej = eval_json(&er, a->eval_data);
+  if (have_cmp) {
+    double fp = exp(cmp.nll_ref / (double)cmp.tokens);
+    json_object_set_new(*ej, "reference", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "ppl", fp, "kld_mean",
+                                                    cmp.kld_mean, "kld_p99", cmp.kld_p99, "kld_max", cmp.kld_max,
+                                                    "top1_agreement", cmp.top1, "dp_mean", cmp.dp_mean));
+    if (!a->log_json)
+      qs_log0("eval: PPL %.4f -> %.4f (%+.2f %%), KLD %.6f (p99 %.6f), top-1 agreement %.2f %% (the original model "
+              "and the checkpoint, same %lld windows)", fp, er.ppl, 100.0 * (er.ppl / fp - 1.0), cmp.kld_mean,
+              cmp.kld_p99, 100.0 * cmp.top1, er.windows);
+  }
   if (a->log_json) qs_progress_note(run, "eval", json_deep_copy(*ej), "eval");
   else qs_eval_print(&er, a->eval_data);
 fail:
   if (opened) qs_model_close(&q);
+  free(ids);
   return status;
 }
 
@@ -286,6 +318,11 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
   if (a->eval_data) {
     QS_TRY(eval_checkpoint(run, tmp, &ej));
     run->eval_ppl = json_real_value(json_object_get(ej, "ppl"));
+    json_t *ref = json_object_get(ej, "reference");
+    if (ref) {
+      run->eval_fp_ppl = json_real_value(json_object_get(ref, "ppl"));
+      run->eval_kld = json_real_value(json_object_get(ref, "kld_mean"));
+    }
   }
   if (qs_comm_rank(run->world) == 0) {
     json_t *e = ej; // stolen by the report
@@ -309,7 +346,8 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   struct qs_model m = {0};
   struct qs_qstate state = {0};
   struct qs_stages grid = {0};
-  struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid, .eval_ppl = NAN};
+  struct qs_qrun run = {.world = world, .data = world, .a = a, .m = &m, .state = &state, .grid = &grid, .eval_ppl = NAN,
+                        .eval_fp_ppl = NAN, .eval_kld = NAN};
   double t0 = qs_time_now();
   struct qs_imatrix imat = {0};
   char *tmp = NULL;
@@ -351,7 +389,7 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
     else {
       qs_progress_note(&run, "wrote", json_pack("{s:s}", "out", a->out), "wrote %s", a->out);
       struct qs_summary_in in = {.seconds = qs_time_now() - t0, .peak_host = peak, .eval_ppl = run.eval_ppl,
-                                 .eval_data = a->eval_data};
+                                 .eval_fp_ppl = run.eval_fp_ppl, .eval_kld = run.eval_kld, .eval_data = a->eval_data};
       qs_summary_print(&run, &in);
     }
   }

@@ -83,7 +83,11 @@ void qs_summary_print(const struct qs_qrun *run, const struct qs_summary_in *in)
                      names, dense > 4 ? ", ... (quant_report.json: unpacked)" : "");
   }
   if (text && raised) qs_progress_note(run, "summary", NULL, "  damping raised (Cholesky retried) in %d modules: see quant_report.json", raised);
-  if (text && isfinite(in->eval_ppl))
+  if (text && isfinite(in->eval_ppl) && isfinite(in->eval_fp_ppl))
+    qs_progress_note(run, "summary", NULL, "  perplexity of the written checkpoint on %s: %.4f -> %.4f (%+.2f %%), KLD %.6f",
+                     in->eval_data, in->eval_fp_ppl, in->eval_ppl, 100.0 * (in->eval_ppl / in->eval_fp_ppl - 1.0),
+                     in->eval_kld);
+  else if (text && isfinite(in->eval_ppl))
     qs_progress_note(run, "summary", NULL, "  perplexity of the written checkpoint on %s: %.4f", in->eval_data, in->eval_ppl);
   for (int i = 0; i < a->n_formats; i++) {
     char *dir = qs_output_dir(a, i, a->out), *gguf = NULL, hint[1024];
@@ -102,6 +106,8 @@ void qs_summary_print(const struct qs_qrun *run, const struct qs_summary_in *in)
                              "bytes_in", bytes_in, "modules", run->n_reports, "kept_dense", dense, "damp_raised", raised,
                              "seconds", in->seconds, "peak_host_bytes", (json_int_t)in->peak_host, "eval_ppl",
                              qs_json_num(in->eval_ppl), "formats", formats);
+  json_object_set_new(fields, "eval_fp_ppl", qs_json_num(in->eval_fp_ppl));
+  json_object_set_new(fields, "eval_kld", qs_json_num(in->eval_kld));
   if (text) json_decref(fields);
   else qs_progress_note(run, "summary", fields, "summary");
 }

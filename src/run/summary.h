@@ -9,6 +9,7 @@ struct qs_summary_in {
   double seconds;      // the whole run, wall
   long long peak_host; // bytes, max over ranks
   double eval_ppl;     // NaN: no --eval
+  double eval_fp_ppl, eval_kld; // the original's perplexity on the same windows, mean KLD (NaN: not computed)
   const char *eval_data;
 };
 
