@@ -100,6 +100,9 @@ grep -qE "^summary: $T/tq — [0-9]+ linear modules quantized \(none kept dense\
   && grep -qE "^  gptq +$T/tq: [0-9.]+ MB \(from [0-9.]+ MB, [0-9.]+ bits per parameter\)" "$T/tq.log" \
   && grep -qE "^    load: vLLM: vllm serve $T/tq" "$T/tq.log" && grep -qE "^  perplexity of the written checkpoint" "$T/tq.log" \
   || { cat "$T/tq.log"; fail "tiny: no end-of-run summary"; }
+# inspect counts the quantized model's parameters as the original's (packed words as their codes)
+p0=$("$Q" inspect "$T/tiny" | awk '/^parameters:/{print $2}') p1=$("$Q" inspect "$T/tq" | awk '/^parameters:/{print $2}')
+[ -n "$p0" ] && [ "$p0" = "$p1" ] || fail "inspect: $p1 parameters in the 4-bit checkpoint, $p0 in the original"
 echo "tiny: $a"
 
 echo "== 4. bad input"

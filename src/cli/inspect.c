@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,16 +84,64 @@ static void print_tensors(const struct qs_ckpt *c) {
   }
 }
 
-static void print_totals(const struct qs_ckpt *c) {
-  uint64_t params = 0, bytes = 0, by_dtype[QS_DTYPE_COUNT] = {0};
+// Bits per weight of a quantized checkpoint directory (config.json's quantization_config: GPTQ/AWQ
+// "bits", compressed-tensors' first config group's weights.num_bits); 0: not quantized or unknown.
+static int quant_bits(const char *path) {
+  char *cfg = qs_path_is_dir(path) ? qs_path_join(path, "config.json") : NULL;
+  json_t *root = cfg ? json_load_file(cfg, 0, NULL) : NULL;
+  const json_t *qc = json_object_get(root, "quantization_config"), *g;
+  int bits = (int)json_integer_value(json_object_get(qc, "bits"));
+  const char *k;
+  json_object_foreach((json_t *)json_object_get(qc, "config_groups"), k, g) {
+    if (!bits) bits = (int)json_integer_value(json_object_get(json_object_get(g, "weights"), "num_bits"));
+  }
+  json_decref(root);
+  free(cfg);
+  return bits > 0 && bits <= 32 ? bits : 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+// Parameters count the model's weights: a packed quantized weight (GPTQ/AWQ .qweight, compressed-tensors
+// .weight_packed: int32 words of 32/bits codes) counts its codes; its scales, zero points and group
+// maps are quantization metadata, counted apart.
+static void print_totals(const struct qs_ckpt *c, const char *path) {
+  static const char *const packed[] = {".qweight", ".weight_packed"};
+  static const char *const meta[] = {".scales", ".qzeros", ".g_idx", ".weight_scale", ".weight_zero_point",
+                                     ".weight_g_idx", ".weight_shape"};
+  uint64_t params = 0, qmeta = 0, bytes = 0, by_dtype[QS_DTYPE_COUNT] = {0};
+  const int bits = quant_bits(path);
   for (size_t i = 0; i < c->n_tensors; i++) {
     const struct qs_st_tensor *t = c->by_name[i];
-    params += (uint64_t)qs_st_numel(t);
+    uint64_t n = (uint64_t)qs_st_numel(t);
+    int is_packed = 0, is_meta = 0;
+    for (size_t k = 0; k < 2; k++) is_packed |= bits && t->dtype == QS_DTYPE_I32 && ends_with(t->name, packed[k]);
+    for (size_t k = 0; k < sizeof(meta) / sizeof(meta[0]); k++) is_meta |= bits && ends_with(t->name, meta[k]);
+    const struct qs_st_tensor *shape = NULL;
+    if (is_packed && ends_with(t->name, ".weight_packed")) { // its true [N, K]: the packed rows may be padded
+      char name[512];
+      snprintf(name, sizeof(name), "%.*s.weight_shape", (int)(strlen(t->name) - strlen(".weight_packed")), t->name);
+      shape = qs_ckpt_find(c, name);
+      if (shape && (shape->dtype != QS_DTYPE_I64 || qs_st_numel(shape) != 2)) shape = NULL;
+    }
+    if (shape) {
+      int64_t nk[2];
+      memcpy(nk, shape->data, sizeof(nk));
+      params += nk[0] > 0 && nk[1] > 0 ? (uint64_t)nk[0] * (uint64_t)nk[1] : 0;
+    } else if (is_packed) {
+      params += n * 32 / (uint64_t)bits; // 3-bit streams: 32 codes per 3 words
+    }
+    else if (is_meta) qmeta += n;
+    else params += n;
     bytes += t->end - t->begin;
     by_dtype[t->dtype] += t->end - t->begin;
   }
-  printf("\ntensors: %zu\nparameters: %" PRIu64 "\nbytes: %" PRIu64 " (%.2f MiB)\nbytes by dtype:", c->n_tensors,
-         params, bytes, (double)bytes / (1024.0 * 1024.0));
+  printf("\ntensors: %zu\nparameters: %" PRIu64, c->n_tensors, params);
+  if (bits) printf(" (%d-bit packed weights counted as their codes; quantization scales, zero points and group maps: %" PRIu64 " values)", bits, qmeta);
+  printf("\nbytes: %" PRIu64 " (%.2f MiB)\nbytes by dtype:", bytes, (double)bytes / (1024.0 * 1024.0));
   for (int d = 0; d < QS_DTYPE_COUNT; d++)
     if (by_dtype[d]) printf(" %s=%" PRIu64, qs_dtype_name((qs_dtype)d), by_dtype[d]);
   printf("\n");
@@ -115,7 +164,7 @@ static qs_status inspect_ckpt(const char *path) {
   QS_TRY(qs_ckpt_open(&c, path));
   printf("checkpoint: %s (%zu file%s)\n", path, c.n_files, c.n_files == 1 ? "" : "s");
   print_tensors(&c);
-  print_totals(&c);
+  print_totals(&c, path);
   print_metadata(&c);
   qs_ckpt_close(&c);
 fail:
