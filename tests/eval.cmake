@@ -3,3 +3,5 @@
 # crafts bad token files for test_eval.sh.
 qs_add_c_test(test_tokens SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokens.c LABELS unit)
 qs_add_sh_test(test_eval test_eval.sh LABELS mpi data ARGS $<TARGET_FILE:test_tokens>)
+# The README's quantize → eval session, run as written with fewer samples and windows.
+qs_add_sh_test(test_readme test_readme.sh LABELS mpi data)
