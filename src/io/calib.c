@@ -13,6 +13,9 @@ int64_t qs_calib_offset(uint64_t seed, int64_t i, int64_t range) {
 static qs_status calib_from_rows(const struct qs_tokens *t, int samples, int seqlen, const char *path,
                                  struct qs_calib *out) {
   qs_status status = QS_OK;
+  if (t->rows > INT32_MAX || t->cols > INT32_MAX) // struct qs_calib counts them in int
+    QS_FAIL(QS_ERR_UNSUPPORTED, "%s: /input_ids is [%lld, %lld]: more rows or tokens per row than calibration takes",
+            path, (long long)t->rows, (long long)t->cols);
   if (seqlen > 0 && seqlen != t->cols)
     QS_FAIL(QS_ERR_ARG, "%s: /input_ids is 2-D with %lld tokens per row; --seqlen %d does not match",
             path, (long long)t->cols, seqlen);

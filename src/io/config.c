@@ -209,6 +209,14 @@ fail:
   return status;
 }
 
+// An upper bound of qs_config_param_count (every term it adds, at its largest), in double: below
+// 2^62, that count and every product of sizes it forms are exact in long long.
+static int sizes_fit(const struct qs_config *c) {
+  double h = c->hidden, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+  double layer = 2 * h * qd + 2 * h * kvd + 2 * qd + 2 * kvd + 3 * h * c->intermediate + 3 * h;
+  return 2.0 * c->vocab * h + (double)c->n_layers * layer + h < 0x1p62;
+}
+
 qs_status qs_config_parse(struct qs_config *c, const char *json, const char *src) {
   qs_status status = QS_OK;
   json_error_t err;
@@ -218,6 +226,9 @@ qs_status qs_config_parse(struct qs_config *c, const char *json, const char *src
   if (!json_is_object(root)) QS_FAIL(QS_ERR_FORMAT, "%s: not a JSON object", src);
   QS_TRY(parse_arch(c, root, src));
   QS_TRY(parse_sizes(c, root, src));
+  if (!sizes_fit(c))
+    QS_FAIL(QS_ERR_FORMAT, "%s: sizes (hidden %d, intermediate %d, layers %d, heads %d x %d, vocab %d) make more "
+            "than 2^62 parameters", src, c->hidden, c->intermediate, c->n_layers, c->n_heads, c->head_dim, c->vocab);
   QS_TRY(parse_rope(c, root, src));
   QS_TRY(parse_misc(c, root, src));
   QS_TRY(parse_quant(c, root, src));

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,9 +87,31 @@ static qs_status qs_tokens_read_shape(hid_t ds, const char *path, const char *ds
             dset, *ndim);
   if (H5Sget_simple_extent_dims(space, dims, NULL) < 0)
     QS_FAIL(QS_ERR_FORMAT, "%s: %s: cannot read the dimensions (%s)", path, dset, qs_h5_reason(why));
+  // rows * cols int32 ids must be addressable (dimensions are 64-bit: a product can wrap).
+  uint64_t bytes;
+  if (__builtin_mul_overflow((uint64_t)dims[0], *ndim == 2 ? (uint64_t)dims[1] : 1, &bytes) ||
+      __builtin_mul_overflow(bytes, (uint64_t)sizeof(int32_t), &bytes) || bytes > (uint64_t)PTRDIFF_MAX)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %s: %llu x %llu ids do not fit in memory", path, dset,
+            (unsigned long long)dims[0], (unsigned long long)(*ndim == 2 ? dims[1] : 1));
 fail:
   if (space >= 0) H5Sclose(space);
   if (type >= 0) H5Tclose(type);
+  return status;
+}
+
+// A dataset with unwritten parts (chunks never written, or storage never allocated) reads back as
+// HDF5's fill value, not token ids; refused before allocating what its dimensions claim (such a file
+// of a few KB can declare 10^12 ids).
+static qs_status qs_tokens_check_stored(hid_t ds, const char *path, const char *dset) {
+  qs_status status = QS_OK;
+  char why[256];
+  H5D_space_status_t st;
+  if (H5Dget_space_status(ds, &st) < 0)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %s: cannot read the storage status (%s)", path, dset, qs_h5_reason(why));
+  if (st != H5D_SPACE_STATUS_ALLOCATED)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %s: the dataset is not fully written (its ids would be HDF5 fill values)", path,
+            dset);
+fail:
   return status;
 }
 
@@ -148,6 +172,7 @@ qs_status qs_tokens_read(const char *path, const char *dataset, struct qs_tokens
   t->rows = ndim == 1 ? 1 : (int64_t)dims[0];
   t->cols = ndim == 1 ? (int64_t)dims[0] : (int64_t)dims[1];
   size_t n = (size_t)t->rows * (size_t)t->cols;
+  if (n > 0) QS_TRY(qs_tokens_check_stored(ds, path, dset));
   QS_ALLOC(t->ids, n);
   QS_TRY(qs_tokens_read_ids(ds, path, dset, t->ids, n));
   herr_t ds_closed = H5Dclose(ds), file_closed = H5Fclose(file);

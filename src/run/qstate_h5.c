@@ -55,11 +55,25 @@ fail:
   return status;
 }
 
+// Opens attribute `name` of obj into *at (closed by the caller, also on failure). It must hold exactly
+// one value: H5Aread writes every element of the attribute's dataspace into the one-value buffer.
+static qs_status attr_open_one(hid_t obj, const char *name, hid_t *at, const char *path) {
+  qs_status status = QS_OK;
+  hid_t sp = -1;
+  if (H5Aexists(obj, name) <= 0) QS_FAIL(QS_ERR_FORMAT, "%s: attribute '%s' missing (%s)", path, name, h5_reason());
+  QS_H5(QS_ERR_FORMAT, *at = H5Aopen(obj, name, H5P_DEFAULT), path);
+  QS_H5(QS_ERR_FORMAT, sp = H5Aget_space(*at), path);
+  hssize_t n = H5Sget_simple_extent_npoints(sp);
+  if (n != 1) QS_FAIL(QS_ERR_FORMAT, "%s: attribute '%s' holds %lld values, not one", path, name, (long long)n);
+fail:
+  h5_close(&sp, H5Sclose);
+  return status;
+}
+
 static qs_status attr_read_i64(hid_t obj, const char *name, long long *v, const char *path) {
   qs_status status = QS_OK;
   hid_t at = -1;
-  if (H5Aexists(obj, name) <= 0) QS_FAIL(QS_ERR_FORMAT, "%s: attribute '%s' missing (%s)", path, name, h5_reason());
-  QS_H5(QS_ERR_FORMAT, at = H5Aopen(obj, name, H5P_DEFAULT), path);
+  QS_TRY(attr_open_one(obj, name, &at, path));
   QS_H5(QS_ERR_FORMAT, H5Aread(at, H5T_NATIVE_LLONG, v), path);
 fail:
   h5_close(&at, H5Aclose);
@@ -87,8 +101,7 @@ static qs_status attr_read_str(hid_t obj, const char *name, char **s, const char
   qs_status status = QS_OK;
   hid_t at = -1, ty = -1, mem = -1;
   *s = NULL;
-  if (H5Aexists(obj, name) <= 0) QS_FAIL(QS_ERR_FORMAT, "%s: attribute '%s' missing (%s)", path, name, h5_reason());
-  QS_H5(QS_ERR_FORMAT, at = H5Aopen(obj, name, H5P_DEFAULT), path);
+  QS_TRY(attr_open_one(obj, name, &at, path));
   QS_H5(QS_ERR_FORMAT, ty = H5Aget_type(at), path);
   if (H5Tget_class(ty) != H5T_STRING || H5Tis_variable_str(ty) != 0)
     QS_FAIL(QS_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string", path, name);
@@ -205,6 +218,8 @@ static qs_status read_reports(hid_t f, struct qs_qreport **r, int *n, const char
   if (dims[0] > (1u << 24)) QS_FAIL(QS_ERR_FORMAT, "%s: /reports has %llu rows", path, (unsigned long long)dims[0]);
   QS_ALLOC(*r, dims[0]);
   if (dims[0] > 0) QS_H5(QS_ERR_FORMAT, H5Dread(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, *r), path);
+  // A file's NULLTERM string may fill its whole width without the NUL (HDF5 copies it as stored).
+  for (hsize_t i = 0; i < dims[0]; i++) (*r)[i].name[sizeof((*r)[i].name) - 1] = '\0';
   *n = (int)dims[0];
 fail:
   if (status != QS_OK) { free(*r); *r = NULL; }
