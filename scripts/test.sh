@@ -3,10 +3,11 @@
 # with ../shared beside it (tests find ../shared/data), non-interactively, on 2 cores, no GPU.
 #   1. build-ci   CPU-only (-DQS_WITH_CUDA=OFF -DQS_WERROR=ON): every test except label gpu
 #   2. build-asan ASan + UBSan: the unit tests
-#   3. build-cuda -DQS_WITH_CUDA=ON -DQS_WITH_NCCL=ON: compile and link only (skipped without nvcc)
+#   3. build-fuzz clang, -DQS_FUZZ=ON: the libFuzzer harnesses, regression inputs and 5 s per parser
+#   4. build-cuda -DQS_WITH_CUDA=ON -DQS_WITH_NCCL=ON: compile and link only (skipped without nvcc)
 # Every stage runs even when an earlier one failed; the summary lists each, and the exit status is
 # non-zero when any failed. Environment: QS_CI_JOBS (ctest parallelism, default 1),
-# QS_CI_SKIP_ASAN=1 / QS_CI_SKIP_CUDA=1 to leave a stage out locally.
+# QS_CI_SKIP_ASAN=1 / QS_CI_SKIP_FUZZ=1 / QS_CI_SKIP_CUDA=1 to leave a stage out locally.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -135,6 +136,25 @@ asan_test() {
     ctest --test-dir build-asan -L unit --output-on-failure -j "$ctest_jobs" --timeout 900
 }
 
+# libFuzzer harnesses (tests/fuzz, -DQS_FUZZ=ON, clang): only their targets (and qshard, which writes
+# seeds) are built; run.sh replays the inputs that once crashed, then fuzzes each parser for
+# QS_CI_FUZZ_SECONDS (5) from the shared data's seeds. Long runs: tests/fuzz/run.sh by hand (BENCHMARKS.md).
+fuzz_build() {
+  [ "${QS_CI_SKIP_FUZZ:-0}" = 1 ] && return 77
+  command -v clang >/dev/null 2>&1 || { echo "clang not found: the fuzz harnesses are not built"; return 77; }
+  mkdir -p "$root/build-fuzz"
+  CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQS_FUZZ=ON -DQS_WITH_CUDA=OFF \
+    >"$root/build-fuzz/configure.log" 2>&1 || { cat "$root/build-fuzz/configure.log"; return 1; }
+  cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_safetensors fuzz_config fuzz_hdf5 fuzz_gguf fuzz_vocab \
+    fuzz_state fuzz_seedgen qshard
+}
+fuzz_test() {
+  [ "${QS_CI_SKIP_FUZZ:-0}" = 1 ] && return 77
+  [ -d ../shared/data ] || { echo "../shared/data is absent: no seeds, fuzzing skipped"; return 77; }
+  QS_FUZZ_JOBS=$jobs bash "$root/tests/fuzz/run.sh" "$root/build-fuzz" "$(cd .. && pwd)/shared/data" \
+    "${QS_CI_FUZZ_SECONDS:-5}"
+}
+
 cuda_build() {
   [ "${QS_CI_SKIP_CUDA:-0}" = 1 ] && return 77
   if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -159,6 +179,8 @@ stage "ASan+UBSan build (build-asan)" asan_build
 if [ -f build-asan/CTestTestfile.cmake ] || [ "${QS_CI_SKIP_ASAN:-0}" = 1 ]; then
   stage "ASan+UBSan unit tests" asan_test
 fi
+stage "fuzz build (build-fuzz, clang)" fuzz_build
+if [ -x build-fuzz/fuzz/fuzz_state ]; then stage "fuzz (5 s per parser)" fuzz_test; fi
 stage "CUDA build (build-cuda)" cuda_build
 
 data_dir="$(cd .. && pwd)/shared/data"
