@@ -136,4 +136,5 @@ bad gs0 "--group-size 0: expected" quantize --model "$S" --calib "$T/nope.h5" --
 # under mpirun the command-line error is printed once (rank 0), not by every rank
 $QS_MPIEXEC -np 3 "$Q" quantize --model "$S" --out "$T/bad15" --group-size 0 > "$T/once.out" 2>&1 || true
 [ "$(grep -c -- "--group-size 0: expected" "$T/once.out")" = 1 ] || { cat "$T/once.out"; fail "the error is not printed once under -np 3"; }
+"$Q" --version | grep -qE '^qshard [0-9]+\.[0-9]+\.[0-9]+ \(CUDA (ON|OFF).*NCCL (ON|OFF)' || fail "--version: $("$Q" --version)"
 echo "test_quantize: all passed"

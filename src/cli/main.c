@@ -1,4 +1,5 @@
 // main.c — qshard command line: `qshard <command> [options]`, under mpirun or alone.
+#include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,10 +23,16 @@ enum { N_COMMANDS = sizeof(k_commands) / sizeof(k_commands[0]) };
 static void usage(FILE *out) {
   fprintf(out, "usage: qshard <command> [options]   (qshard <command> --help for details)\n\ncommands:\n");
   for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-9s %s\n", k_commands[i].name, k_commands[i].help);
-  fprintf(out, "\n--debug (with any command): the source call chain under each error (also QS_BACKTRACE=1)\n");
+  fprintf(out, "\nqshard --version: the version and the build's options (CUDA, NCCL, archs)\n");
+  fprintf(out, "--debug (with any command): the source call chain under each error (also QS_BACKTRACE=1)\n");
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "--version")) {
+    printf("qshard %s (%s; Open MPI, HDF5 %d.%d.%d, OpenBLAS)\n", QS_VERSION, QS_BUILD_INFO, H5_VERS_MAJOR,
+           H5_VERS_MINOR, H5_VERS_RELEASE);
+    return 0;
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
