@@ -80,10 +80,17 @@ venv() {
   local py=$root/.venv/bin/python dir
   if [ ! -e "$root/.venv" ]; then
     dir=$(venv_dir)
-    if mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; then ln -s "$dir" "$root/.venv"; echo ".venv -> $dir"; fi
+    if mkdir -p "$(dirname "$dir")" 2>/dev/null && [ -w "$(dirname "$dir")" ] &&
+       { [ -x "$dir/bin/python" ] || python3 -m venv "$dir"; }; then
+      ln -s "$dir" "$root/.venv"
+      echo ".venv -> $dir"
+    fi
   fi
   if [ -x "$py" ] && pyenv_check "$py"; then QS_PYTHON=$py; echo "reusing .venv"; return 0; fi
-  if ! python3 -m venv "$root/.venv"; then echo "python3 -m venv failed: python tests will skip"; return 77; fi
+  if [ ! -x "$py" ] && ! python3 -m venv "$root/.venv"; then
+    echo "python3 -m venv failed: python tests will skip"
+    return 77
+  fi
   if ! "$py" -m pip install -q --no-input --disable-pip-version-check --timeout 60 \
        safetensors numpy h5py gguf pyyaml; then
     echo "pip install failed (offline?): python tests will skip"

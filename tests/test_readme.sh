@@ -15,8 +15,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 awk '/^## A complete quantize/ { on = 1; next } on && /^## / { exit } on && /^```sh/ { code = 1; next }
      on && /^```/ { code = 0; next } on && code' "$QS_SRC/README.md" > "$T/session.sh"
 grep -q 'build/qshard quantize' "$T/session.sh" || fail "no session commands found in README.md"
-sed -i -e "s|^D=.*|D=$D|" -e "s|--samples [0-9]*|--samples 2|g" -e "s|--eval-windows [0-9]*|--eval-windows 2|g" \
-  -e "s|/tmp/|$T/|g" -e "s|build/qshard|$QSHARD|g" "$T/session.sh"
+# (/tmp first: D or T may themselves lie under /tmp)
+sed -i -e "s|/tmp/|$T/|g" -e "s|--samples [0-9]*|--samples 2|g" -e "s|--eval-windows [0-9]*|--eval-windows 2|g" \
+  -e "s|build/qshard|$QSHARD|g" "$T/session.sh"
+sed -i -e "s|^D=.*|D=$D|" "$T/session.sh"
 echo "== the README session ($(grep -c "qshard" "$T/session.sh") qshard commands)"
 (cd "$T" && bash -e "$T/session.sh") > "$T/out.log" 2>&1 || { cat "$T/out.log"; fail "a README command failed"; }
 # ppl lines (under mpirun quantize's log lines carry a "[rank 0/2 host] " prefix): 1 the FP eval,
