@@ -122,7 +122,9 @@ configure_build() { # DIR cmake-args...
 cpu_build() { configure_build build-ci -DQS_WITH_CUDA=OFF -DQS_WERROR=ON; }
 cpu_test() {
   [ -d ../shared/data ] || echo "note: ../shared/data is absent: data tests will skip"
-  ctest --test-dir build-ci -LE gpu --output-on-failure -j "$ctest_jobs" --timeout 600
+  # QS_SYNTH_TEST_BIG=0: test_synth's llama-3-8b-shaped checkpoint (2.5 GB written for its shapes) is
+  # left to a run by hand; the tiny checkpoints go through the same code.
+  QS_SYNTH_TEST_BIG=0 ctest --test-dir build-ci -LE gpu --output-on-failure -j "$ctest_jobs" --timeout 600
 }
 
 asan_build() {

@@ -27,9 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-# 8 layers of ~2 s each at -np 4 on two cores: room to kill the run between its first and last layer.
+# 8 layers of ~1 s each at -np 4 on two cores: room to kill or stop the run between its first and last layer.
 # --max-shard-size 8: several output shards, so the index and the shard split are compared too.
-base=(quantize --model "$G" --calib "$G/gutenberg_val.h5" --samples 8 --seqlen 512 --group-size 128
+base=(quantize --model "$G" --calib "$G/gutenberg_val.h5" --samples 4 --seqlen 512 --group-size 128
   --act-order --static-groups --max-shard-size 8)
 args=("${base[@]}" --bits 4 --tp 2)
 mpi() { $QS_MPIEXEC -np "$1" "$Q" "${@:2}"; }

@@ -44,7 +44,7 @@ ppl() { "$Q" eval --model "$1" --data "$E" --seqlen 512 | grep -E '^ppl ' | awk 
 lt() { python3 -c "import sys; sys.exit(0 if float('$1') < float('$2') else 1)"; }
 
 echo "== 1. stories260K GPTQ 4-bit g32: --stages 1, 2, 4"
-args=(--model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 32 --seqlen 512 --bits 4 --group-size 32)
+args=(--model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 8 --seqlen 512 --bits 4 --group-size 32)
 run s1np1 1 "${args[@]}"
 run s1np4 4 "${args[@]}" --stages 1
 run s2np4 4 "${args[@]}" --stages 2
