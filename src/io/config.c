@@ -229,6 +229,10 @@ qs_status qs_config_parse(struct qs_config *c, const char *json, const char *src
   if (!sizes_fit(c))
     QS_FAIL(QS_ERR_FORMAT, "%s: sizes (hidden %d, intermediate %d, layers %d, heads %d x %d, vocab %d) make more "
             "than 2^62 parameters", src, c->hidden, c->intermediate, c->n_layers, c->n_heads, c->head_dim, c->vocab);
+  // The largest real vocabularies have ~262 k entries; far beyond that is a broken or hostile file
+  // (the GGUF writer would pad the tokenizer to it: minutes and gigabytes of names).
+  if (c->vocab > (1 << 24))
+    QS_FAIL(QS_ERR_FORMAT, "%s: vocab_size %d is implausible (more than 2^24 = 16777216 tokens)", src, c->vocab);
   QS_TRY(parse_rope(c, root, src));
   QS_TRY(parse_misc(c, root, src));
   QS_TRY(parse_quant(c, root, src));
