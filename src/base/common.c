@@ -132,6 +132,11 @@ double qs_time_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int qs_str_has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && !strcmp(s + n - m, suffix);
+}
+
 double qs_mem_available_bytes(void) {
   FILE *f = fopen("/proc/meminfo", "r");
   char line[256];

@@ -121,6 +121,7 @@ qs_status qs_file_copy(const char *src, const char *dst);                  // tm
 qs_status qs_dir_make(const char *path);                                   // mkdir -p
 qs_status qs_dir_remove_tree(const char *path);                            // rm -rf (own outputs)
 int qs_path_exists(const char *path);
+int qs_str_has_suffix(const char *s, const char *suffix); // s ends with suffix
 int qs_path_is_dir(const char *path);
 // "dir/name" into a malloc'ed string (NULL on OOM)
 char *qs_path_join(const char *dir, const char *name);

@@ -100,11 +100,6 @@ static int quant_bits(const char *path) {
   return bits > 0 && bits <= 32 ? bits : 0;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && !strcmp(s + a - b, suffix);
-}
-
 // Parameters count the model's weights: a packed quantized weight (GPTQ/AWQ .qweight, compressed-tensors
 // .weight_packed: int32 words of 32/bits codes) counts its codes; its scales, zero points and group
 // maps are quantization metadata, counted apart.
@@ -118,10 +113,10 @@ static void print_totals(const struct qs_ckpt *c, const char *path) {
     const struct qs_st_tensor *t = c->by_name[i];
     uint64_t n = (uint64_t)qs_st_numel(t);
     int is_packed = 0, is_meta = 0;
-    for (size_t k = 0; k < 2; k++) is_packed |= bits && t->dtype == QS_DTYPE_I32 && ends_with(t->name, packed[k]);
-    for (size_t k = 0; k < sizeof(meta) / sizeof(meta[0]); k++) is_meta |= bits && ends_with(t->name, meta[k]);
+    for (size_t k = 0; k < 2; k++) is_packed |= bits && t->dtype == QS_DTYPE_I32 && qs_str_has_suffix(t->name, packed[k]);
+    for (size_t k = 0; k < sizeof(meta) / sizeof(meta[0]); k++) is_meta |= bits && qs_str_has_suffix(t->name, meta[k]);
     const struct qs_st_tensor *shape = NULL;
-    if (is_packed && ends_with(t->name, ".weight_packed")) { // its true [N, K]: the packed rows may be padded
+    if (is_packed && qs_str_has_suffix(t->name, ".weight_packed")) { // its true [N, K]: the packed rows may be padded
       char name[512];
       snprintf(name, sizeof(name), "%.*s.weight_shape", (int)(strlen(t->name) - strlen(".weight_packed")), t->name);
       shape = qs_ckpt_find(c, name);

@@ -431,15 +431,10 @@ fail:
 
 // ---- reading ----------------------------------------------------------------------------------------
 
-static int has_suffix(const char *s, const char *suf) {
-  size_t n = strlen(s), m = strlen(suf);
-  return n >= m && !strcmp(s + n - m, suf);
-}
-
 // The GGUF model file of `path`: the file itself, or the one *.gguf (imatrix.gguf aside) of a
 // directory without config.json. NULL when path is neither (malloc'ed).
 static char *model_file(const char *path) {
-  if (!qs_path_is_dir(path)) return has_suffix(path, ".gguf") ? strdup(path) : NULL;
+  if (!qs_path_is_dir(path)) return qs_str_has_suffix(path, ".gguf") ? strdup(path) : NULL;
   char *cfg = qs_path_join(path, "config.json"), *found = NULL;
   FILE *f = cfg ? fopen(cfg, "r") : NULL;
   free(cfg);
@@ -448,7 +443,7 @@ static char *model_file(const char *path) {
   if (!d) return NULL;
   int n = 0;
   for (struct dirent *e; (e = readdir(d));)
-    if (has_suffix(e->d_name, ".gguf") && strcmp(e->d_name, "imatrix.gguf")) {
+    if (qs_str_has_suffix(e->d_name, ".gguf") && strcmp(e->d_name, "imatrix.gguf")) {
       n++;
       free(found);
       found = qs_path_join(path, e->d_name);

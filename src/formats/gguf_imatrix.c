@@ -11,11 +11,6 @@
 #include "io/ggml_types.h"
 #include "io/gguf.h"
 
-static int has_suffix(const char *s, const char *suf) {
-  size_t n = strlen(s), m = strlen(suf);
-  return n >= m && !strcmp(s + n - m, suf);
-}
-
 qs_status qs_gguf_imatrix_read(const char *path, const struct qs_config *c, struct qs_imatrix *m) {
   qs_status status = QS_OK;
   struct qs_gguf_file f = {0};
@@ -32,7 +27,7 @@ qs_status qs_gguf_imatrix_read(const char *path, const struct qs_config *c, stru
   for (size_t i = 0; i < f.n_tensors; i++) {
     const struct qs_gguf_tensor *t = &f.tensors[i];
     char w[QS_GGUF_MAX_NAME + 1], cname[QS_GGUF_MAX_NAME + 8], hf[192];
-    if (!has_suffix(t->name, ".in_sum2")) continue;
+    if (!qs_str_has_suffix(t->name, ".in_sum2")) continue;
     snprintf(w, sizeof(w), "%.*s", (int)(strlen(t->name) - strlen(".in_sum2")), t->name);
     snprintf(cname, sizeof(cname), "%s.counts", w);
     const struct qs_gguf_tensor *ct = qs_gguf_find_tensor(&f, cname);
@@ -42,7 +37,7 @@ qs_status qs_gguf_imatrix_read(const char *path, const struct qs_config *c, stru
     if (t->ne[1] != 1 || ct->ne[1] != 1)
       QS_FAIL(QS_ERR_UNSUPPORTED, "%s: %s holds %lld matrices (mixture-of-experts imatrix): not for these models",
               path, w, (long long)t->ne[1]);
-    if (qs_gguf_hf_name_of(c, w, hf, sizeof(hf)) || !has_suffix(hf, ".weight"))
+    if (qs_gguf_hf_name_of(c, w, hf, sizeof(hf)) || !qs_str_has_suffix(hf, ".weight"))
       QS_FAIL(QS_ERR_FORMAT, "%s: %s is not a weight of this model (a %s model of %d layers)", path, w,
               qs_gguf_arch(c), c->n_layers);
     hf[strlen(hf) - strlen(".weight")] = '\0'; // the module path: model.layers.3.self_attn.q_proj, lm_head

@@ -11,11 +11,6 @@
 #include "run/output.h"
 #include "run/progress.h"
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && !strcmp(s + a - b, suffix);
-}
-
 // Bytes of the weight files (.safetensors, .gguf but imatrix.gguf) at the top of dir; *first_gguf gets the
 // first GGUF's path (malloc'ed) when asked.
 static double weight_bytes(const char *dir, char **first_gguf) {
@@ -23,13 +18,13 @@ static double weight_bytes(const char *dir, char **first_gguf) {
   double sum = 0;
   if (!d) return 0;
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (!ends_with(e->d_name, ".safetensors") && !(ends_with(e->d_name, ".gguf") && strcmp(e->d_name, "imatrix.gguf")))
+    if (!qs_str_has_suffix(e->d_name, ".safetensors") && !(qs_str_has_suffix(e->d_name, ".gguf") && strcmp(e->d_name, "imatrix.gguf")))
       continue;
     char *path = qs_path_join(dir, e->d_name);
     struct stat st;
     if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
       sum += (double)st.st_size;
-      if (first_gguf && !*first_gguf && ends_with(e->d_name, ".gguf")) { *first_gguf = path; path = NULL; }
+      if (first_gguf && !*first_gguf && qs_str_has_suffix(e->d_name, ".gguf")) { *first_gguf = path; path = NULL; }
     }
     free(path);
   }
