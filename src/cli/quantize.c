@@ -16,11 +16,15 @@ static void usage(FILE *out) {
           "usage: qshard quantize --model DIR --calib FILE.h5 --out DIR [options]\n"
           "  --method NAME          gptq (default; needs --calib) or rtn (--calib optional: only for the\n"
           "                         report's output error, and --imatrix); with --format gguf the default is\n"
-          "                         rtn (llama.cpp's own quantizers), gptq chooses the codes in its blocks\n"
+          "                         rtn (llama.cpp's own quantizers), gptq chooses the codes in its blocks;\n"
+          "                         awq (needs --calib; asymmetric unless --sym): activation-aware scales\n"
+          "                         folded into the norms / preceding linears, then clipped round-to-nearest;\n"
+          "                         awq+gptq: those scales, then GPTQ (CPU engine)\n"
           "  --bits 2|3|4|8         weight bits (default 4)\n"
           "  --group-size N         columns per scale group: 32, 64, 128 or -1 = per row (default 128;\n"
           "                         a ragged last group is allowed)\n"
-          "  --sym | --asym         symmetric (default; what vLLM's Marlin kernels take) or min/max grid\n"
+          "  --sym | --asym         symmetric (default for gptq/rtn: what vLLM's Marlin kernels take) or\n"
+          "                         min/max grid with zero points (default for awq, awq+gptq)\n"
           "  --act-order            GPTQ: quantize columns by decreasing Hessian diagonal, with static groups\n"
           "                         (groups fixed on contiguous columns first: the stored layout is that of\n"
           "                         no act-order, desc_act false, which every engine reads right)\n"
@@ -168,7 +172,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   long long v = 0;
   unsigned given = 0; // QS_MOPT_* options on the command line
-  int static_groups = 0, method_given = 0;
+  int static_groups = 0, method_given = 0, sym_given = 0;
   const char *grid_opt = NULL; // a grid option given (--bits, --group-size, --sym, --asym)
   *a = (struct qs_run_opts){.method = qs_method_find("gptq"), .q = qs_qopts_default(), .formats = {qs_format_find("gptq")},
                             .n_formats = 1, .samples = 128, .max_shard_mb = 4096, .stages = 1, .state_interval = -1};
@@ -188,8 +192,8 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case OPT_METRICS: a->metrics_file = optarg; break;
     case OPT_COMM_TIMEOUT: if (parse_num("--comm-timeout", optarg, 0, 1ll << 30, &v)) return -1; qs_comm_set_timeout((double)v); break;
     case OPT_STATE_INT: if (parse_num("--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
-    case OPT_SYM: a->q.grid.sym = 1; grid_opt = "--sym"; break;
-    case OPT_ASYM: a->q.grid.sym = 0; grid_opt = "--asym"; break;
+    case OPT_SYM: a->q.grid.sym = 1; grid_opt = "--sym"; sym_given = 1; break;
+    case OPT_ASYM: a->q.grid.sym = 0; grid_opt = "--asym"; sym_given = 1; break;
     case OPT_IMATRIX:
       a->imatrix = optarg ? QS_IMP_TABLE : QS_IMP_CALIB;
       a->imatrix_file = optarg;
@@ -268,6 +272,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
   int own_grid = 0;
   for (int i = 0; i < a->n_formats; i++) own_grid |= a->formats[i]->module_grid != NULL;
   if (!method_given && a->formats[0]->method) a->method = qs_method_find(a->formats[0]->method);
+  if (a->method->asym && !sym_given) a->q.grid.sym = 0;
   if (own_grid && grid_opt) {
     cli_err("qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
     return -1;

@@ -121,6 +121,11 @@ void qs_fdir_free(struct qs_fdir *d);
 // "<prefix>.<suffix>" (an input tensor) is written in another form: dense() skips it.
 qs_status qs_fdir_replaced(struct qs_fdir *d, const char *prefix, const char *suffix);
 qs_status qs_fdir_dense(struct qs_fdir *d, const struct qs_st_tensor *t);
+// A module a writer keeps dense. Its input tensors pass through unchanged — unless a method folded
+// scales into it (record.h QS_QRECORD_X_SCALES / X_OUT_SCALES: the norm or linear feeding it, or
+// the one it feeds, was divided by them), when the input's weight with those scales applied (and the
+// folded bias), in the input's dtype, replaces them: full precision, and the same function.
+qs_status qs_fdir_dense_record(struct qs_fdir *d, const struct qs_qrecord *r);
 
 // Helpers the model-directory writers share: "<prefix>.<suffix>" into w (copied); config.json of the
 // input with quantization_config replaced by qc (stolen), the input's other files copied through.

@@ -94,6 +94,51 @@ qs_status qs_fdir_dense(struct qs_fdir *d, const struct qs_st_tensor *t) {
   return qs_st_writer_add(d->st, t->name, t->dtype, t->ndim, t->shape, t->data, 0); // mapped until written
 }
 
+static const float *find_extra(const struct qs_qrecord *r, const char *name, int64_t n) {
+  for (int i = 0; i < r->n_extra; i++)
+    if (!strcmp(r->extra[i].name, name) && r->extra[i].ndim == 1 && r->extra[i].shape[0] == n) return r->extra[i].data;
+  return NULL;
+}
+
+qs_status qs_fdir_dense_record(struct qs_fdir *d, const struct qs_qrecord *r) {
+  qs_status status = QS_OK;
+  const float *s_in = find_extra(r, QS_QRECORD_X_SCALES, r->K), *s_out = find_extra(r, QS_QRECORD_X_OUT_SCALES, r->N);
+  float *W = NULL, *b = NULL;
+  void *buf = NULL;
+  char name[192];
+  if (!s_in && !s_out) return QS_OK; // the input's tensors pass through as they are
+  snprintf(name, sizeof(name), "%s.weight", r->name);
+  const struct qs_st_tensor *t = qs_ckpt_find(d->base.fr->ckpt, name);
+  if (!t || t->ndim != 2 || t->shape[0] != r->N || t->shape[1] != r->K || !qs_dtype_is_float(t->dtype))
+    QS_FAIL(QS_ERR_FORMAT, "%s: missing, or not a float [%lld, %lld] tensor", name, (long long)r->N, (long long)r->K);
+  QS_ALLOC(W, r->N * r->K);
+  qs_convert_to_f32(t->data, t->dtype, W, (size_t)(r->N * r->K));
+  // as the engine folded them: the group's columns first, then the rows feeding the next group
+  for (int64_t n = 0; n < r->N; n++)
+    for (int64_t k = 0; k < r->K; k++) {
+      float v = W[n * r->K + k];
+      if (s_in) v *= s_in[k];
+      if (s_out) v /= s_out[n];
+      W[n * r->K + k] = v;
+    }
+  QS_ALLOC(*(uint8_t **)&buf, (size_t)(r->N * r->K) * qs_dtype_size(t->dtype));
+  qs_convert_from_f32(W, t->dtype, buf, (size_t)(r->N * r->K));
+  QS_TRY(qs_format_add(d->st, r->name, "weight", t->dtype, 2, r->N, r->K, buf));
+  QS_TRY(qs_fdir_replaced(d, r->name, "weight"));
+  if (r->bias) { // the record's bias is the folded one
+    QS_ALLOC(b, r->N);
+    memcpy(b, r->bias, (size_t)r->N * sizeof(float));
+    qs_convert_from_f32(b, t->dtype, buf, (size_t)r->N);
+    QS_TRY(qs_format_add(d->st, r->name, "bias", t->dtype, 1, r->N, 0, buf));
+    QS_TRY(qs_fdir_replaced(d, r->name, "bias"));
+  }
+fail:
+  free(W);
+  free(b);
+  free(buf);
+  return status;
+}
+
 qs_status qs_format_add(struct qs_st_writer *w, const char *prefix, const char *suffix, qs_dtype dt, int ndim,
                         int64_t d0, int64_t d1, const void *data) {
   char name[256];

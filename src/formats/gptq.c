@@ -69,7 +69,7 @@ static qs_status gptq_module(struct qs_fwriter *base, const struct qs_qrecord *r
   *dense = !qs_gptq_can_pack(N, K, bits, r->grid.group_size);
   if (*dense) {
     w->dense_lin[lin] = 1;
-    return QS_OK;
+    return qs_fdir_dense_record(&w->d, r);
   }
   QS_ALLOC(qweight, K * bits / 32 * N);
   QS_ALLOC(qzeros, G * (N * bits / 32));

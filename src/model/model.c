@@ -59,6 +59,12 @@ fail:
   return status;
 }
 
+float *qs_layer_norm(struct qs_layer *L, const char *name) {
+  if (!strcmp(name, "input_layernorm")) return L->attn_norm;
+  if (!strcmp(name, "post_attention_layernorm")) return L->mlp_norm;
+  return NULL;
+}
+
 void qs_layer_free(struct qs_layer *L) {
   if (!L) return;
   struct qs_linear *lin[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};

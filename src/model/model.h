@@ -53,6 +53,9 @@ void qs_model_close(struct qs_model *m);
 qs_status qs_model_load_layer(const struct qs_model *m, int l, struct qs_layer *out);
 qs_status qs_model_load_layers(struct qs_model *m);
 void qs_layer_free(struct qs_layer *L);
+// The layer's norm weight [hidden] by its HF name under model.layers.L ("input_layernorm",
+// "post_attention_layernorm"), or NULL.
+float *qs_layer_norm(struct qs_layer *L, const char *name);
 // Loads "<prefix>.weight" (and "<prefix>.bias" when `bias`) as float32 [n_out, n_in]; a module
 // stored quantized (no "<prefix>.weight") through the reader of the checkpoint's format.
 qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int n_out, int n_in,

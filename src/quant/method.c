@@ -5,8 +5,9 @@
 #include <string.h>
 
 // One row per method; a method is its own file(s) plus its row here.
-extern const struct qs_method qs_method_gptq, qs_method_rtn;
-static const struct qs_method *const k_methods[] = {&qs_method_gptq, &qs_method_rtn};
+extern const struct qs_method qs_method_gptq, qs_method_rtn, qs_method_awq, qs_method_awq_gptq;
+static const struct qs_method *const k_methods[] = {&qs_method_gptq, &qs_method_rtn, &qs_method_awq,
+                                                    &qs_method_awq_gptq};
 #define QS_N_METHODS (sizeof(k_methods) / sizeof(k_methods[0]))
 
 const struct qs_method *qs_method_find(const char *name) {

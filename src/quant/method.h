@@ -75,6 +75,8 @@ struct qs_qprep_info {
 enum {
   QS_METHOD_CALIB = 1u << 0,   // needs calibration data
   QS_METHOD_HESSIAN = 1u << 1, // prep reads H
+  QS_METHOD_SCALES = 1u << 2,  // per-input-channel scales searched and folded into the preceding op
+                               // for each group before the layer is quantized (AWQ: run/pipeline.c)
 };
 enum { // options a method accepts (the command line refuses the others)
   QS_MOPT_ACT_ORDER = 1u << 0,
@@ -100,6 +102,7 @@ struct qs_method {
   const char *help;
   unsigned needs;   // QS_METHOD_*
   unsigned accepts; // QS_MOPT_*
+  int asym;         // 1: an asymmetric grid (zero points) unless --sym is given (AWQ's default)
   // CPU entries. prep: H [K, K] host (NULL without calibration); state is freed by free().
   qs_status (*prep)(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
                     struct qs_qprep_info *info);

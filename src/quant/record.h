@@ -31,6 +31,15 @@
 #include "quant/grid.h"
 
 #define QS_QRECORD_MAX_EXTRA 4
+// Extra tensors of the AWQ-style methods (method.h QS_METHOD_SCALES): the input scales [K] folded
+// into the module's columns (W ∘ s); the output scales [N] its rows were divided by, when it feeds
+// the next group (v -> o, up -> down); and on a group's first module the preceding norm's folded
+// weight [K], which the writers store in place of the input checkpoint's (run/output.c). A writer
+// that keeps such a module dense writes the input's weight with both applied
+// (formats/format.h qs_fdir_dense_record).
+#define QS_QRECORD_X_SCALES "input_scales"
+#define QS_QRECORD_X_OUT_SCALES "output_scales"
+#define QS_QRECORD_X_NORM "folded_norm"
 
 struct qs_qextra {
   char name[32];

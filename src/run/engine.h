@@ -35,6 +35,21 @@ struct qs_qengine {
   // the other ranks *rec is left empty.
   qs_status (*module)(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const void *state,
                       const float *H, enum qs_lin lin, struct qs_qreport *rep, struct qs_qrecord *rec);
+  // Methods with per-input-channel scales (method.h QS_METHOD_SCALES: AWQ); NULL in an engine
+  // without them. stats: the full-precision forward of the whole layer before any module is
+  // quantized: per group g its Hessian H[g] (as hessian() gives it, engine memory) and xabs[g] [K]
+  // (host) = mean |x| per input channel over every rank's tokens, both fixed-order tree sums
+  // (identical on every rank); x is left as it was.
+  qs_status (*stats)(struct qs_qengine *e, struct qs_qrun *run, float *H[QS_GROUP_COUNT], float *xabs[QS_GROUP_COUNT]);
+  // err[a], a < n: the output error Σ d H dᵀ over the rows of group g's modules quantized on o's grid
+  // after scaling by S + a·K (quant/awq.h qs_awq_scaled_error_ref), identical on every rank.
+  qs_status (*scale_error)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const struct qs_qopts *o,
+                           const float *H, const float *S, int n, double *err);
+  // The columns of group g's modules multiplied by s [K], the op producing their input divided by s:
+  // the rows (and bias) of the layout's prev_lin, or its prev_norm weight, which is then rounded to
+  // norm_dtype (how the checkpoint stores it) and copied to norm_out [K] (host).
+  qs_status (*fold)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const float *s, qs_dtype norm_dtype,
+                    float *norm_out);
   // The layer's output from its quantized modules: x becomes the next layer's input.
   qs_status (*finish)(struct qs_qengine *e, struct qs_qrun *run, int l);
   // x copied out to / in from host memory (resume state), [s1 - s0, T, hidden] fp32.

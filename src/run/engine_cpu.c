@@ -13,6 +13,8 @@
 
 #include "comm.h"
 #include "io/calib.h"
+#include "base/parallel.h"
+#include "quant/awq.h"
 #include "quant/gptq.h"
 #include "run/engine.h"
 
@@ -61,6 +63,155 @@ fail:
 }
 
 static void cpu_hessian_free(struct qs_qengine *e, float *H) { (void)e, free(H); }
+
+// Leaf of the channel-mean tree: Σ over sample s's tokens of |x_k| (float, in token order).
+static qs_status xabs_leaf(void *ctx, long long s, float *out) {
+  const struct cpu_engine *c = ctx;
+  const struct qs_qrun *run = c->run;
+  const size_t K = (size_t)c->K;
+  const float *X = c->X + (size_t)(s - run->s0) * (size_t)run->T * K;
+  memset(out, 0, K * sizeof(float));
+  for (int t = 0; t < run->T; t++)
+    for (size_t k = 0; k < K; k++) out[k] += fabsf(X[(size_t)t * K + k]);
+  return QS_OK;
+}
+
+static qs_status cpu_stats(struct qs_qengine *e, struct qs_qrun *run, float *H[QS_GROUP_COUNT],
+                           float *xabs[QS_GROUP_COUNT]) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  const size_t nx = (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)run->m->cfg.hidden;
+  float *x0 = NULL;
+  for (int g = 0; g < QS_GROUP_COUNT; g++) H[g] = xabs[g] = NULL;
+  if (!c->x) QS_FAIL(QS_ERR_ARG, "layer %d: the scale search needs calibration data", run->layer);
+  QS_ALLOC(x0, nx);
+  memcpy(x0, c->x, nx * sizeof(float)); // the steps add the attention output to x: put it back after
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    QS_TRY(cpu_hessian(e, run, (enum qs_group)g, &H[g]));
+    QS_ALLOC(xabs[g], c->K);
+    QS_TRY(qs_comm_treesum_f32(run->data, run->n_samples, (size_t)c->K, xabs_leaf, c, xabs[g]));
+    const float n = (float)run->n_samples * (float)run->T;
+    for (int k = 0; k < c->K; k++) xabs[g][k] /= n;
+  }
+  memcpy(c->x, x0, nx * sizeof(float));
+  free(x0);
+  return QS_OK;
+fail:
+  if (x0) memcpy(c->x, x0, nx * sizeof(float));
+  free(x0);
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    free(H[g]);
+    free(xabs[g]);
+    H[g] = xabs[g] = NULL;
+  }
+  return status;
+}
+
+// The scale search's work items: (tile, candidate) pairs of this rank's tiles.
+struct scale_job {
+  const struct qs_layer *L;
+  const struct qs_qopts *o;
+  const float *H, *S;
+  int n, K, first;
+  const long long *tile_start; // [count + 1] first global tile of each module of the group
+  long long t0;                // this rank's first tile
+  double *err;                 // [(t1 - t0) * n]
+  qs_status status;            // the first failure (set by any thread)
+};
+
+static void scale_range(void *arg, int64_t i0, int64_t i1) {
+  struct scale_job *j = arg;
+  double e[QS_AWQ_TILE];
+  for (int64_t i = i0; i < i1; i++) {
+    long long t = j->t0 + i / j->n;
+    int a = (int)(i % j->n), m = 0;
+    while (t >= j->tile_start[m + 1]) m++;
+    const struct qs_linear *lin = &j->L->lin[j->first + m];
+    int64_t r0 = (t - j->tile_start[m]) * QS_AWQ_TILE, nr = QS_MIN(QS_AWQ_TILE, lin->n_out - r0);
+    qs_status st = qs_awq_scaled_error_ref(&j->o->grid, j->H, j->K, lin->w + r0 * j->K, nr, j->S + (size_t)a * j->K, e);
+    if (st != QS_OK) {
+      j->status = st;
+      return;
+    }
+    double sum = 0;
+    for (int64_t r = 0; r < nr; r++) sum += e[r];
+    j->err[i] = sum;
+  }
+}
+
+// Tiles of QS_AWQ_TILE rows of each module, numbered over the group; rank r computes every candidate
+// of tiles split_range(n_tiles, P, r); the tile sums are gathered and added in tile order.
+static qs_status cpu_scale_error(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const struct qs_qopts *o,
+                                 const float *H, const float *S, int n, double *err) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  const struct qs_layout_group *grp = &qs_layout_of(&run->m->cfg)->group[g];
+  const int P = qs_comm_size(run->data);
+  long long tile_start[8] = {0}, b, t1;
+  double *all = NULL;
+  size_t *counts = NULL;
+  for (int m = 0; m < grp->count; m++)
+    tile_start[m + 1] = tile_start[m] + (c->L.lin[grp->first + m].n_out + QS_AWQ_TILE - 1) / QS_AWQ_TILE;
+  const long long nt = tile_start[grp->count];
+  QS_ALLOC(all, (size_t)nt * (size_t)n);
+  QS_ALLOC(counts, P);
+  for (int r = 0; r < P; r++) {
+    qs_comm_split_range(nt, P, r, &b, &t1);
+    counts[r] = (size_t)(t1 - b) * (size_t)n * sizeof(double);
+  }
+  qs_comm_split_range(nt, P, qs_comm_rank(run->data), &b, &t1);
+  struct scale_job job = {.L = &c->L, .o = o, .H = H, .S = S, .n = n, .K = c->L.lin[grp->first].n_in,
+                          .first = grp->first, .tile_start = tile_start, .t0 = b, .err = all + b * n, .status = QS_OK};
+  qs_parallel_for((t1 - b) * n, 1, scale_range, &job);
+  QS_TRY(job.status);
+  QS_TRY(qs_comm_allgatherv(run->data, NULL, all, counts));
+  for (int a = 0; a < n; a++) {
+    double sum = 0;
+    for (long long t = 0; t < nt; t++) sum += all[t * n + a];
+    err[a] = sum;
+  }
+fail:
+  free(all);
+  free(counts);
+  return status;
+}
+
+static qs_status cpu_fold(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const float *s,
+                          qs_dtype norm_dtype, float *norm_out) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
+  const struct qs_layout_group *grp = &lay->group[g];
+  const int prev = qs_layout_prev_lin(lay, &run->m->cfg, g);
+  const int64_t K = c->L.lin[grp->first].n_in;
+  for (int i = grp->first; i < grp->first + grp->count; i++) {
+    struct qs_linear *lin = &c->L.lin[i];
+    for (int64_t r = 0; r < lin->n_out; r++)
+      for (int64_t k = 0; k < K; k++) lin->w[r * K + k] *= s[k];
+  }
+  if (prev >= 0) {
+    struct qs_linear *p = &c->L.lin[prev];
+    if (p->n_out != K) QS_FAIL(QS_ERR_INTERNAL, "fold: %d rows for %lld scales", p->n_out, (long long)K);
+    for (int64_t k = 0; k < K; k++) {
+      for (int64_t j = 0; j < p->n_in; j++) p->w[k * p->n_in + j] /= s[k];
+      if (p->b) p->b[k] /= s[k];
+    }
+  } else if (grp->prev_norm) {
+    float *w = qs_layer_norm(&c->L, grp->prev_norm);
+    if (!w) QS_FAIL(QS_ERR_INTERNAL, "fold: no norm named %s", grp->prev_norm);
+    for (int64_t k = 0; k < K; k++) {
+      float v = w[k] / s[k];
+      uint8_t buf[8];
+      qs_convert_from_f32(&v, norm_dtype, buf, 1); // what the checkpoint will hold, used from here on
+      qs_convert_to_f32(buf, norm_dtype, &w[k], 1);
+      norm_out[k] = w[k];
+    }
+  } else {
+    QS_FAIL(QS_ERR_INTERNAL, "fold: group %d has no preceding op", (int)g);
+  }
+fail:
+  return status;
+}
 
 static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const float *H, int64_t K,
                           const char *name, void **state, struct qs_qprep_info *info) {
@@ -256,7 +407,8 @@ qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, s
   QS_ALLOC(c, 1);
   c->base = (struct qs_qengine){.name = "cpu", .load = cpu_load, .hessian = cpu_hessian,
                                 .hessian_free = cpu_hessian_free, .prep = cpu_prep, .prep_free = cpu_prep_free,
-                                .module = cpu_module, .finish = cpu_finish, .get_x = cpu_get_x, .set_x = cpu_set_x,
+                                .module = cpu_module, .stats = cpu_stats,
+                                .scale_error = cpu_scale_error, .fold = cpu_fold, .finish = cpu_finish, .get_x = cpu_get_x, .set_x = cpu_set_x,
                                 .device_peak = cpu_device_peak, .free = cpu_free};
   if (cal) {
     if (cal->n < P)

@@ -62,15 +62,73 @@ fail:
   return status;
 }
 
+// An input tensor written with other values: a norm weight an AWQ-style method folded its scales
+// into (record.h QS_QRECORD_X_NORM), as float32 values exact in the tensor's dtype.
+struct override {
+  char name[192];
+  float *v;
+  int64_t n;
+  void *bytes; // v in the input tensor's dtype: the writers may hold the pointer until they finish
+};
+
 struct writers {
   struct qs_format_run fr[QS_MAX_FORMATS];
   struct qs_fwriter *w[QS_MAX_FORMATS]; // NULL where this rank does not write format i
   int n_open;
+  struct override *ov;
+  int n_ov;
 };
 
 static void writers_free(const struct qs_run_opts *a, struct writers *ws) {
   for (int i = 0; i < a->n_formats; i++)
     if (ws->w[i]) a->formats[i]->free(ws->w[i]);
+  for (int i = 0; i < ws->n_ov; i++) free(ws->ov[i].v), free(ws->ov[i].bytes);
+  free(ws->ov);
+}
+
+// A record's folded norm as the override of "model.layers.L.<prev_norm>.weight".
+static qs_status take_override(const struct qs_qrun *run, struct writers *ws, const struct qs_qrecord *rec) {
+  qs_status status = QS_OK;
+  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
+  for (int x = 0; x < rec->n_extra; x++) {
+    if (strcmp(rec->extra[x].name, QS_QRECORD_X_NORM)) continue;
+    int lin;
+    QS_TRY(qs_format_record_lin(&ws->fr[0], rec, &lin));
+    const char *norm = lay->group[lay->lin_group[lin]].prev_norm;
+    if (!norm) QS_FAIL(QS_ERR_FORMAT, "%s: a folded norm, but its group reads no norm", rec->name);
+    struct override *o = realloc(ws->ov, (size_t)(ws->n_ov + 1) * sizeof(*o));
+    if (!o) QS_FAIL(QS_ERR_OOM, "out of memory");
+    ws->ov = o;
+    o = &ws->ov[ws->n_ov++];
+    *o = (struct override){.n = rec->extra[x].shape[0]};
+    snprintf(o->name, sizeof(o->name), "model.layers.%d.%s.weight", rec->layer, norm);
+    QS_ALLOC(o->v, o->n);
+    memcpy(o->v, rec->extra[x].data, (size_t)o->n * sizeof(float));
+  }
+fail:
+  return status;
+}
+
+// Input tensor t, or its override converted to t's dtype.
+static qs_status dense_tensor(struct writers *ws, const struct qs_st_tensor *t, struct qs_st_tensor *out) {
+  qs_status status = QS_OK;
+  *out = *t;
+  for (int i = 0; i < ws->n_ov; i++) {
+    struct override *o = &ws->ov[i];
+    if (strcmp(o->name, t->name)) continue;
+    if (t->ndim != 1 || t->shape[0] != o->n || !qs_dtype_is_float(t->dtype))
+      QS_FAIL(QS_ERR_FORMAT, "%s: the folded norm [%lld] does not match the input tensor", t->name, (long long)o->n);
+    if (!o->bytes) {
+      QS_ALLOC(*(uint8_t **)&o->bytes, (size_t)o->n * qs_dtype_size(t->dtype));
+      qs_convert_from_f32(o->v, t->dtype, o->bytes, (size_t)o->n);
+    }
+    out->data = o->bytes;
+    out->begin = 0;
+    out->end = (uint64_t)o->n * qs_dtype_size(t->dtype);
+    break;
+  }
+fail:
+  return status;
 }
 
 static qs_status writers_open(struct qs_qrun *run, const char *tmp, struct writers *ws) {
@@ -103,6 +161,7 @@ static qs_status feed_records(struct qs_qrun *run, struct writers *ws) {
     open = 1;
     for (; i < run->n_reports && run->reports[i].layer == l; i++) {
       QS_TRY(qs_qrecord_load(&f, run->reports[i].name, l, &rec));
+      QS_TRY(take_override(run, ws, &rec));
       for (int j = 0; j < a->n_formats; j++) {
         int dense = 0;
         if (!ws->w[j]) continue;
@@ -128,9 +187,12 @@ static qs_status write_local(struct qs_qrun *run, const char *tmp, struct writer
   QS_TRY(writers_open(run, tmp, ws));
   if (!ws->n_open) return QS_OK;
   QS_TRY(feed_records(run, ws));
-  for (size_t t = 0; t < ck->n_tensors; t++)
+  for (size_t t = 0; t < ck->n_tensors; t++) {
+    struct qs_st_tensor tt;
+    QS_TRY(dense_tensor(ws, ck->by_name[t], &tt));
     for (int j = 0; j < a->n_formats; j++)
-      if (ws->w[j]) QS_TRY(a->formats[j]->dense(ws->w[j], ck->by_name[t]));
+      if (ws->w[j]) QS_TRY(a->formats[j]->dense(ws->w[j], &tt));
+  }
   for (int j = 0; j < a->n_formats; j++)
     if (ws->w[j]) QS_TRY(a->formats[j]->finish(ws->w[j]));
 fail:

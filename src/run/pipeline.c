@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "comm.h"
+#include "quant/awq.h"
 #include "quant/imatrix.h"
 #include "run/engine.h"
 #include "run/qstate.h"
@@ -38,7 +39,98 @@ fail:
   return status;
 }
 
-static qs_status group(struct qs_qrun *run, enum qs_group g) {
+// An extra float tensor [K] into a record (copied).
+static qs_status attach_extra(struct qs_qrecord *rec, const char *name, const float *v, int64_t K) {
+  qs_status status = QS_OK;
+  if (rec->n_extra == QS_QRECORD_MAX_EXTRA) QS_FAIL(QS_ERR_INTERNAL, "%s: no room for %s", rec->name, name);
+  struct qs_qextra *x = &rec->extra[rec->n_extra];
+  QS_ALLOC(x->data, K);
+  memcpy(x->data, v, (size_t)K * sizeof(float));
+  snprintf(x->name, sizeof(x->name), "%s", name);
+  x->ndim = 1;
+  x->shape[0] = K;
+  rec->n_extra++;
+fail:
+  return status;
+}
+
+// Per-input-channel scales of the layer's groups (method.h QS_METHOD_SCALES, quant/awq.h): all
+// searched on the full-precision layer (stats), then folded, before any module is quantized (as
+// AutoAWQ orders it; the groups' Hessians are then taken again from the folded layer as usual).
+// scales[g] / norm[g]: the chosen scales and the folded norm weight of group g, or NULL.
+struct layer_scales {
+  float *scales[QS_GROUP_COUNT];
+  float *norm[QS_GROUP_COUNT];
+};
+
+static void layer_scales_free(struct layer_scales *ls) {
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    free(ls->scales[g]);
+    free(ls->norm[g]);
+    ls->scales[g] = ls->norm[g] = NULL;
+  }
+}
+
+static qs_status equalize(struct qs_qrun *run, struct layer_scales *ls) {
+  qs_status status = QS_OK;
+  struct qs_qengine *e = run->engine;
+  const struct qs_config *cfg = &run->m->cfg;
+  const struct qs_layout *lay = qs_layout_of(cfg);
+  float *H[QS_GROUP_COUNT] = {0}, *xabs[QS_GROUP_COUNT] = {0}, *S = NULL;
+  double err[QS_AWQ_N_ALPHA];
+  char name[160];
+  if (!e->stats || !e->scale_error || !e->fold)
+    QS_FAIL(QS_ERR_UNSUPPORTED, "--method %s: the %s engine has no scale search (use --device cpu)",
+            run->a->method->name, e->name);
+  QS_TRY(e->stats(e, run, H, xabs));
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    const struct qs_layout_group *grp = &lay->group[g];
+    struct qs_qopts o;
+    int n_out, K, bias, best = 0;
+    if (qs_layout_prev_lin(lay, cfg, (enum qs_group)g) < 0 && !grp->prev_norm) continue;
+    qs_layout_shape(cfg, (enum qs_lin)grp->first, &n_out, &K, &bias);
+    qs_run_module_opts(run, (enum qs_lin)grp->first, &o);
+    QS_ALLOC(S, (size_t)QS_AWQ_N_ALPHA * K);
+    for (int a = 0; a < QS_AWQ_N_ALPHA; a++) qs_awq_scales_ref((float)a / QS_AWQ_N_ALPHA, xabs[g], K, S + (size_t)a * K);
+    QS_TRY(e->scale_error(e, run, (enum qs_group)g, &o, H[g], S, QS_AWQ_N_ALPHA, err));
+    for (int a = 1; a < QS_AWQ_N_ALPHA; a++)
+      if (err[a] < err[best]) best = a;
+    if (!isfinite(err[best])) {
+      qs_layout_module_path(lay, run->layer, (enum qs_lin)grp->first, name, sizeof(name));
+      QS_FAIL(QS_ERR_NUMERIC, "%s: the scale search's output error is %g (non-finite weights or activations)", name,
+              err[best]);
+    }
+    QS_ALLOC(ls->scales[g], K);
+    memcpy(ls->scales[g], S + (size_t)best * K, (size_t)K * sizeof(float));
+    free(S);
+    S = NULL;
+    if (qs_comm_rank(run->data) == 0)
+      qs_log(QS_LOG_DEBUG, "  layer %d %s: alpha %.2f, output error %.4g (%.1f %% of round-to-nearest's)", run->layer,
+             grp->input, (double)best / QS_AWQ_N_ALPHA, err[best], err[0] > 0 ? 100.0 * err[best] / err[0] : 100.0);
+  }
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    const struct qs_layout_group *grp = &lay->group[g];
+    qs_dtype dt = QS_DTYPE_F32;
+    if (!ls->scales[g]) continue;
+    if (grp->prev_norm) {
+      snprintf(name, sizeof(name), "model.layers.%d.%s.weight", run->layer, grp->prev_norm);
+      const struct qs_st_tensor *t = qs_ckpt_find(&run->m->ckpt, name);
+      if (!t) QS_FAIL(QS_ERR_FORMAT, "%s: tensor missing", name);
+      dt = t->dtype;
+      QS_ALLOC(ls->norm[g], cfg->hidden);
+    }
+    QS_TRY(e->fold(e, run, (enum qs_group)g, ls->scales[g], dt, ls->norm[g]));
+  }
+fail:
+  free(S);
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    if (H[g]) e->hessian_free(e, H[g]);
+    free(xabs[g]);
+  }
+  return status;
+}
+
+static qs_status group(struct qs_qrun *run, enum qs_group g, const struct layer_scales *ls) {
   qs_status status = QS_OK;
   struct qs_qengine *e = run->engine;
   const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
@@ -75,6 +167,13 @@ static qs_status group(struct qs_qrun *run, enum qs_group g) {
     QS_TRY(e->module(e, run, &o, state, H, (enum qs_lin)i, &rep, &rec));
     rep.seconds = qs_time_now() - t0;
     if (o.importance == QS_IMP_CALIB && H && rec.codes) QS_TRY(attach_sum2(&o, H, &rec));
+    // the scales stay with the modules' records; the folded norm (which the writers put in place of
+    // the input's) with the group's first module
+    if (ls->scales[g] && rec.codes) QS_TRY(attach_extra(&rec, QS_QRECORD_X_SCALES, ls->scales[g], n_in));
+    if (ls->norm[g] && rec.codes && i == grp->first) QS_TRY(attach_extra(&rec, QS_QRECORD_X_NORM, ls->norm[g], n_in));
+    for (int g2 = 0; g2 < QS_GROUP_COUNT; g2++)
+      if (ls->scales[g2] && rec.codes && qs_layout_prev_lin(lay, &run->m->cfg, (enum qs_group)g2) == i)
+        QS_TRY(attach_extra(&rec, QS_QRECORD_X_OUT_SCALES, ls->scales[g2], n_out));
     QS_TRY(emit(run, &rep, &rec));
     qs_qrecord_free(&rec);
   }
@@ -89,9 +188,12 @@ qs_status qs_pipeline_layer(struct qs_qrun *run, int l) {
   qs_status status = QS_OK;
   struct qs_qengine *e = run->engine;
   run->layer = l;
+  struct layer_scales ls = {0};
   QS_TRY(e->load(e, run, l));
-  for (int g = 0; g < QS_GROUP_COUNT; g++) QS_TRY(group(run, (enum qs_group)g));
+  if (run->a->method->needs & QS_METHOD_SCALES) QS_TRY(equalize(run, &ls));
+  for (int g = 0; g < QS_GROUP_COUNT; g++) QS_TRY(group(run, (enum qs_group)g, &ls));
   QS_TRY(e->finish(e, run, l));
 fail:
+  layer_scales_free(&ls);
   return status;
 }

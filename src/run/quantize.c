@@ -108,9 +108,18 @@ static qs_status check_sizes(struct qs_comm *world, const struct qs_run_opts *a,
   return QS_OK;
 }
 
-// llama.cpp's block grids (--format gguf) have C references only: --device auto runs them on the CPU,
-// --device cuda is refused.
+// llama.cpp's block grids (--format gguf) and methods without GPU entries have C references only:
+// --device auto runs them on the CPU, --device cuda is refused.
 static qs_status block_grids_cpu(struct qs_comm *world, struct qs_run_opts *a) {
+  if (!a->method->cuda) {
+    if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
+    if (a->device == QS_DEVICE_KIND_CUDA) {
+      if (qs_comm_rank(world) == 0)
+        fprintf(stderr, "qshard quantize: --device cuda: --method %s runs on the CPU engine only in this build "
+                "(--device cpu)\n", a->method->name);
+      return QS_ERR_ARG;
+    }
+  }
   for (int i = 0; i < a->n_formats; i++) {
     if (!a->formats[i]->module_grid) continue;
     if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
