@@ -1,5 +1,7 @@
 # Quantization numerics: grid, RTN, GPTQ solve, GPTQ v1 packing (src/quant/gptq.h).
 qs_add_c_test(test_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c LABELS unit)
+# AWQ's scales, search error, clipping and the fold (src/quant/awq.h, model.h qs_layer_fold).
+qs_add_c_test(test_awq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_awq.c LABELS unit data)
 qs_add_c_test(test_gptq_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq_pack.c LABELS unit)
 qs_add_sh_test(test_quantize test_quantize.sh LABELS mpi data)
 # The neutral module record and the bit helpers (src/quant/record.h, src/base/bits.h).
@@ -11,3 +13,5 @@ qs_add_sh_test(test_gguf test_gguf.sh LABELS mpi data)
 qs_add_sh_test(test_llama_client py/llama_client.sh LABELS python data mpi)
 # The element view of llama.cpp's block grids and GPTQ into them (src/quant/ggml_elems.c, gptq.c).
 qs_add_c_test(test_ggml_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ggml_gptq.c LABELS unit)
+# AWQ end to end (CPU): -np 1/2/4 identity, the AWQ GEMM config, quality against RTN, --resume.
+qs_add_sh_test(test_awq_run test_awq_run.sh LABELS mpi data)

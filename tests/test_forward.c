@@ -291,7 +291,7 @@ static void test_loading(void) {
   write_tiny_q(dir, "llama", 1, NULL, NULL, ", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4,"
                " \"checkpoint_format\": \"gptq_v2\"}");
   CHECK_EQ_INT(open_and_load(dir), QS_ERR_UNSUPPORTED);
-  write_tiny_q(dir, "llama", 1, NULL, NULL, ", \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4}");
+  write_tiny_q(dir, "llama", 1, NULL, NULL, ", \"quantization_config\": {\"quant_method\": \"bitnet\", \"bits\": 4}");
   CHECK_EQ_INT(open_and_load(dir), QS_ERR_UNSUPPORTED);
   CHECK_EQ_INT(qs_dir_remove_tree(dir), QS_OK);
 }

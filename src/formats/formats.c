@@ -7,10 +7,11 @@
 
 #include "io/outdir.h"
 
-extern const struct qs_format qs_format_gptq, qs_format_ct, qs_format_trtllm, qs_format_gguf;
+extern const struct qs_format qs_format_gptq, qs_format_ct, qs_format_awq, qs_format_trtllm, qs_format_gguf;
 
 // One row per format; a format is its own file plus its row here.
-static const struct qs_format *const k_formats[] = {&qs_format_gptq, &qs_format_ct, &qs_format_trtllm, &qs_format_gguf};
+static const struct qs_format *const k_formats[] = {&qs_format_gptq, &qs_format_ct, &qs_format_awq, &qs_format_trtllm,
+                                                    &qs_format_gguf};
 #define QS_N_FORMATS (sizeof(k_formats) / sizeof(k_formats[0]))
 
 const struct qs_format *qs_format_find(const char *name) {

@@ -65,6 +65,39 @@ float *qs_layer_norm(struct qs_layer *L, const char *name) {
   return NULL;
 }
 
+qs_status qs_layer_fold(struct qs_layer *L, const struct qs_config *c, enum qs_group g, const float *s,
+                        qs_dtype norm_dtype, float *norm_out) {
+  qs_status status = QS_OK;
+  const struct qs_layout *lay = qs_layout_of(c);
+  const struct qs_layout_group *grp = &lay->group[g];
+  const int prev = qs_layout_prev_lin(lay, c, g);
+  const int64_t K = L->lin[grp->first].n_in;
+  float *norm = grp->prev_norm ? qs_layer_norm(L, grp->prev_norm) : NULL;
+  if (prev < 0 && !norm) QS_FAIL(QS_ERR_INTERNAL, "fold: %s has no op to fold scales into", grp->input);
+  for (int i = grp->first; i < grp->first + grp->count; i++) {
+    struct qs_linear *lin = &L->lin[i];
+    for (int64_t r = 0; r < lin->n_out; r++)
+      for (int64_t k = 0; k < K; k++) lin->w[r * K + k] *= s[k];
+  }
+  if (prev >= 0) {
+    struct qs_linear *p = &L->lin[prev];
+    for (int64_t k = 0; k < K; k++) {
+      for (int64_t j = 0; j < p->n_in; j++) p->w[k * p->n_in + j] /= s[k];
+      if (p->b) p->b[k] /= s[k];
+    }
+  } else {
+    for (int64_t k = 0; k < K; k++) {
+      float v = norm[k] / s[k];
+      uint8_t buf[8];
+      qs_convert_from_f32(&v, norm_dtype, buf, 1); // what the checkpoint will hold, used from here on
+      qs_convert_to_f32(buf, norm_dtype, &norm[k], 1);
+      if (norm_out) norm_out[k] = norm[k];
+    }
+  }
+fail:
+  return status;
+}
+
 void qs_layer_free(struct qs_layer *L) {
   if (!L) return;
   struct qs_linear *lin[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};

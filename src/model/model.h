@@ -56,6 +56,13 @@ void qs_layer_free(struct qs_layer *L);
 // The layer's norm weight [hidden] by its HF name under model.layers.L ("input_layernorm",
 // "post_attention_layernorm"), or NULL.
 float *qs_layer_norm(struct qs_layer *L, const char *name);
+// Per-input-channel scales s [K] of group g folded into the layer without changing its function
+// (AWQ, quant/awq.h): the columns of g's modules multiplied by s, the op producing their input
+// divided by s — the rows (and bias) of the layout's prev_lin, or its prev_norm weight, which is then
+// rounded to norm_dtype (how the checkpoint stores it) and copied to norm_out [K]. QS_ERR_INTERNAL
+// for a group with no such op (qs_layout_prev_lin).
+qs_status qs_layer_fold(struct qs_layer *L, const struct qs_config *c, enum qs_group g, const float *s,
+                        qs_dtype norm_dtype, float *norm_out);
 // Loads "<prefix>.weight" (and "<prefix>.bias" when `bias`) as float32 [n_out, n_in]; a module
 // stored quantized (no "<prefix>.weight") through the reader of the checkpoint's format.
 qs_status qs_model_load_linear(const struct qs_model *m, const char *prefix, int n_out, int n_in,

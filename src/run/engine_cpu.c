@@ -178,39 +178,7 @@ fail:
 
 static qs_status cpu_fold(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const float *s,
                           qs_dtype norm_dtype, float *norm_out) {
-  qs_status status = QS_OK;
-  struct cpu_engine *c = (struct cpu_engine *)e;
-  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
-  const struct qs_layout_group *grp = &lay->group[g];
-  const int prev = qs_layout_prev_lin(lay, &run->m->cfg, g);
-  const int64_t K = c->L.lin[grp->first].n_in;
-  for (int i = grp->first; i < grp->first + grp->count; i++) {
-    struct qs_linear *lin = &c->L.lin[i];
-    for (int64_t r = 0; r < lin->n_out; r++)
-      for (int64_t k = 0; k < K; k++) lin->w[r * K + k] *= s[k];
-  }
-  if (prev >= 0) {
-    struct qs_linear *p = &c->L.lin[prev];
-    if (p->n_out != K) QS_FAIL(QS_ERR_INTERNAL, "fold: %d rows for %lld scales", p->n_out, (long long)K);
-    for (int64_t k = 0; k < K; k++) {
-      for (int64_t j = 0; j < p->n_in; j++) p->w[k * p->n_in + j] /= s[k];
-      if (p->b) p->b[k] /= s[k];
-    }
-  } else if (grp->prev_norm) {
-    float *w = qs_layer_norm(&c->L, grp->prev_norm);
-    if (!w) QS_FAIL(QS_ERR_INTERNAL, "fold: no norm named %s", grp->prev_norm);
-    for (int64_t k = 0; k < K; k++) {
-      float v = w[k] / s[k];
-      uint8_t buf[8];
-      qs_convert_from_f32(&v, norm_dtype, buf, 1); // what the checkpoint will hold, used from here on
-      qs_convert_to_f32(buf, norm_dtype, &w[k], 1);
-      norm_out[k] = w[k];
-    }
-  } else {
-    QS_FAIL(QS_ERR_INTERNAL, "fold: group %d has no preceding op", (int)g);
-  }
-fail:
-  return status;
+  return qs_layer_fold(&((struct cpu_engine *)e)->L, &run->m->cfg, g, s, norm_dtype, norm_out);
 }
 
 static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const float *H, int64_t K,

@@ -151,6 +151,14 @@ def load(a, qc):
         from transformers import GPTQConfig
 
         kwargs["quantization_config"] = GPTQConfig(bits=qc["bits"], backend="torch")
+    elif a.expect_format == "awq":
+        # gptqmodel's pure-torch AWQ kernel (left to itself it picks TorchAtenAwqLinear, bf16 matmuls)
+        from transformers import AwqConfig
+
+        kwargs["quantization_config"] = AwqConfig(bits=qc["bits"], group_size=qc["group_size"],
+                                                  zero_point=qc.get("zero_point", True), version="gemm",
+                                                  backend="torch_awq",
+                                                  modules_to_not_convert=qc.get("modules_to_not_convert"))
 
     cap = Capture()
     # gptqmodel prints a banner and INFO lines on stdout: send fd 1 to stderr while loading so
@@ -307,6 +315,77 @@ def check_gptq_modules(model, qc, stored):
     check(type(model.lm_head) is torch.nn.Linear, f"lm_head is {type(model.lm_head).__name__}")
 
 
+AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def awq_unpack_like_vllm(qweight, qzeros, scales, group_size, dtype):
+    """W^T [K, N] (float32) from AWQ GEMM tensors, unpacked as vLLM's AWQ dequantization does
+    (awq_triton.py awq_dequantize_torch): shift out the eight nibbles of each int32 in order, undo the
+    interleave by AWQ_REVERSE_ORDER within each group of 8 output columns, mask to 4 bits, repeat the
+    group rows of zeros and scales group_size times along K, (w - z) * s with the scales in the
+    model's dtype (as vLLM loads them), rounded to that dtype. Written here from that description
+    (FORMATS.md §3), independently of qshard's reader and of gptqmodel's."""
+    shifts = torch.arange(0, 32, 4, dtype=torch.int32)
+
+    def unpack(t):
+        u = torch.bitwise_right_shift(t[:, :, None], shifts[None, None, :]).reshape(t.shape[0], -1)
+        order = torch.arange(u.shape[1]).view(-1, 8)[:, AWQ_REVERSE_ORDER].reshape(-1)
+        return torch.bitwise_and(u[:, order], 0xF)
+
+    iw, iz = unpack(qweight), unpack(qzeros)
+    K = iw.shape[0]
+    gs = K if group_size <= 0 else group_size
+    iz = iz.repeat_interleave(gs, dim=0)
+    s = scales.to(dtype).to(torch.float32).repeat_interleave(gs, dim=0)
+    # an integer of at most 4 bits times a 16-bit float is exact in float32: one rounding, as in dtype
+    return ((iw - iz).to(torch.float32) * s).to(dtype)
+
+
+def check_awq_modules(model, qc, stored, d):
+    """transformers' AwqQuantizer chose gptqmodel's pure-torch AWQ kernel for every decoder Linear not
+    in modules_to_not_convert, with the stored layout that kernel allocates; and each module's weight
+    as gptqmodel dequantizes it equals vLLM's unpacking of the stored tensors."""
+    from gptqmodel.nn_modules.qlinear.torch_awq import AwqTorchLinear
+    from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+    from transformers.quantizers.quantizer_awq import AwqQuantizer
+
+    check(isinstance(getattr(model, "hf_quantizer", None), AwqQuantizer),
+          f"hf_quantizer {type(getattr(model, 'hf_quantizer', None)).__name__}, want AwqQuantizer")
+    skip = qc.get("modules_to_not_convert") or []
+    lin = decoder_linears(model)
+    check(len(lin) > 0, "no decoder Linear found")
+    tensors = {}
+    for path in checkpoint_files(d):
+        with safe_open(path, framework="pt") as f:
+            for name in f.keys():
+                tensors[name] = f.get_tensor(name)
+    layouts, n_quant = {}, 0
+    for n, m in lin:
+        if any(s in n for s in skip):
+            check(type(m) is torch.nn.Linear, f"{n}: in modules_to_not_convert but {type(m).__name__}")
+            continue
+        if not check(type(m) is AwqTorchLinear, f"{n}: {type(m).__module__}.{type(m).__name__}, want gptqmodel "
+                     "AwqTorchLinear (the pure-torch AWQ kernel)"):
+            continue
+        n_quant += 1
+        check(m.bits == qc["bits"] and m.group_size == (qc["group_size"] if qc["group_size"] > 0 else m.in_features),
+              f"{n}: bits {m.bits} group {m.group_size}, config {qc['bits']} / {qc['group_size']}")
+        key = (m.in_features, m.out_features)
+        if key not in layouts:
+            ref = AwqTorchLinear(bits=qc["bits"], group_size=qc["group_size"], sym=False, desc_act=False,
+                                 in_features=key[0], out_features=key[1], bias=False, register_buffers=True)
+            layouts[key] = {b: (tuple(t.shape), t.dtype) for b, t in ref.named_buffers()
+                            if b in ("qweight", "qzeros", "scales")}
+        check_stored_layout(stored, n, layouts[key])
+        want = awq_unpack_like_vllm(tensors[n + ".qweight"], tensors[n + ".qzeros"], tensors[n + ".scales"],
+                                    qc["group_size"], m.scales.dtype)
+        got = dequantize_gemm(m.qweight, m.qzeros, m.scales, m.bits, m.group_size)
+        check(got.dtype == want.dtype and torch.equal(got, want), f"{n}: gptqmodel's dequantized weight differs from vLLM's "
+              f"unpacking of the stored tensors (max {float((got.float() - want).abs().max()):.3g})")
+    check(n_quant > 0, "no decoder Linear is AWQ-quantized")
+    check(type(model.lm_head) is torch.nn.Linear, f"lm_head is {type(model.lm_head).__name__}")
+
+
 def ct_state(model):
     """(name, module) of every module compressed-tensors quantized."""
     from compressed_tensors.quantization.utils.helpers import is_module_quantized
@@ -377,8 +456,8 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--seqlen", type=int, required=True)
     ap.add_argument("--windows", type=int, required=True)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--expect-format", choices=["gptq", "compressed-tensors", "dense"],
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--expect-format", choices=["gptq", "compressed-tensors", "awq", "dense"],
                     help="what DIR must be (default: what its config.json says)")
     ap.add_argument("--expect-ppl", type=float, help="reference perplexity (e.g. `qshard eval` fp32)")
     ap.add_argument("--rtol", type=float, default=1e-5, help="allowed |ppl / expect-ppl - 1| (default 1e-5)")
@@ -393,7 +472,7 @@ def main():
         a.expect_format = fmt
     if not check(fmt == a.expect_format, f"config.json quant_method {fmt!r}, expected {a.expect_format!r}"):
         return 1
-    if fmt not in ("gptq", "compressed-tensors", "dense"):
+    if fmt not in ("gptq", "compressed-tensors", "awq", "dense"):
         fail(f"quant_method {fmt!r} is not handled by this client")
         return 1
 
@@ -415,6 +494,8 @@ def main():
     elif fmt == "gptq":
         check_gptq_modules(model, qc, stored)
         skip = ("qzeros",)  # rewritten v1 -> v2 in place by gptqmodel (its kernels need v2)
+    elif fmt == "awq":
+        check_awq_modules(model, qc, stored, a.model)
     else:
         check_ct_modules(model, qc, stored)
     n_cmp = compare_stored_tensors(model, a.model, skip=skip)

@@ -12,6 +12,9 @@
 #        the matmul (largest seen 2.8e-5);
 #   bf16: 5e-3 — bf16 activations and weights: per-token noise averages to ~4e-4 over 4 windows of
 #        1024, so 5e-3 is above 5 sigma (largest seen 9.2e-4).
+# AWQ GEMM (an AWQ run on stories260K): transformers' AwqQuantizer through gptqmodel's pure-torch AWQ
+# kernel, each module's weight as gptqmodel dequantizes it equal to vLLM's unpacking of the stored
+# words (hf_client.py), bf16 within 5e-3; that run's compressed-tensors output (folded norms) fp32 1e-5.
 # Calibration is tiny (4 x 256 tokens): this checks the formats, not the quality.
 set -euo pipefail
 if [ -z "${QS_PYTHON:-}" ]; then echo "SKIP: QS_PYTHON not set"; exit 77; fi
@@ -51,4 +54,22 @@ echo "== GPTQ v1 and compressed-tensors from one run (transformers + gptqmodel, 
 q both --bits 4 --group-size 128 --asym --format gptq,compressed-tensors
 client "$T/both" gptq float32 2e-4
 client "$T/both/compressed-tensors" compressed-tensors float32 1e-5
+echo "== AWQ GEMM and compressed-tensors from one AWQ run (transformers + gptqmodel's AWQ kernel, compressed-tensors)"
+# stories260K (fp32, fast): every module but the 172-wide gate/up packs as AWQ at group size -1; the
+# compressed-tensors output carries the folded norms to transformers as they are.
+S=$QS_DATA_DIR/stories260K
+$QS_MPIEXEC -np 2 "$QSHARD" quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 8 --seqlen 128 \
+  --method awq --group-size -1 --format awq,compressed-tensors --out "$T/awq" > "$T/awq.log" 2>&1 ||
+  { cat "$T/awq.log"; echo "FAIL: quantize awq"; exit 1; }
+client_s() { # dir expect-format dtype rtol
+  local ppl
+  ppl=$("$QSHARD" eval --model "$1" --data "$S/tinystories_sample.tok512.h5" --seqlen 256 --eval-windows 8 | awk '/^ppl /{print $2}')
+  [ -n "$ppl" ] || { echo "FAIL: qshard eval $1"; exit 1; }
+  echo "${1#$T/} ($2, $3): qshard eval ppl $ppl; the client, within $4:"
+  "$QS_PYTHON" "$QS_SRC/tests/py/hf_client.py" --model "$1" --data "$S/tinystories_sample.tok512.h5" --seqlen 256 \
+    --windows 8 --dtype "$3" --expect-format "$2" --expect-ppl "$ppl" --rtol "$4" || { echo "FAIL: $1 ($2, $3)"; exit 1; }
+}
+# gptqmodel's AWQ kernels compute in fp16/bf16 only: bf16, 5e-3 as above
+client_s "$T/awq" awq bfloat16 5e-3
+client_s "$T/awq/compressed-tensors" compressed-tensors float32 1e-5
 echo "hf_client: all passed"
