@@ -205,7 +205,9 @@ fail:
   return status;
 }
 
-static qs_status read_reports(hid_t f, struct qs_qreport **r, int *n, const char *path) {
+// max_rows: the most report rows the state can hold (its completed layers' modules): a file claiming
+// more is refused before anything is allocated for it.
+static qs_status read_reports(hid_t f, struct qs_qreport **r, int *n, long long max_rows, const char *path) {
   qs_status status = QS_OK;
   hid_t ty = -1, sp = -1, ds = -1;
   hsize_t dims[1] = {0};
@@ -215,7 +217,9 @@ static qs_status read_reports(hid_t f, struct qs_qreport **r, int *n, const char
   QS_H5(QS_ERR_FORMAT, sp = H5Dget_space(ds), path);
   if (H5Sget_simple_extent_ndims(sp) != 1) QS_FAIL(QS_ERR_FORMAT, "%s: /reports is not 1-D", path);
   QS_H5(QS_ERR_FORMAT, H5Sget_simple_extent_dims(sp, dims, NULL), path);
-  if (dims[0] > (1u << 24)) QS_FAIL(QS_ERR_FORMAT, "%s: /reports has %llu rows", path, (unsigned long long)dims[0]);
+  if (dims[0] > (hsize_t)max_rows)
+    QS_FAIL(QS_ERR_FORMAT, "%s: /reports has %llu rows, more than the %lld modules of the completed layers", path,
+            (unsigned long long)dims[0], max_rows);
   QS_ALLOC(*r, dims[0]);
   if (dims[0] > 0) QS_H5(QS_ERR_FORMAT, H5Dread(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, *r), path);
   // A file's NULLTERM string may fill its whole width without the NUL (HDF5 copies it as stored).
@@ -263,7 +267,8 @@ qs_status qs_qstate_h5_read_state(const char *path, int *completed, int *ranks, 
   QS_TRY(attr_read_i64(f, "completed", &c, path));
   QS_TRY(attr_read_i64(f, "ranks", &r, path));
   QS_TRY(attr_read_str(f, "fingerprint", fp, path));
-  QS_TRY(read_reports(f, reports, n_reports, path));
+  if (c < 0 || c > (1 << 20)) QS_FAIL(QS_ERR_FORMAT, "%s: %lld completed layers", path, c);
+  QS_TRY(read_reports(f, reports, n_reports, c * QS_LIN_COUNT, path));
   *completed = (int)c;
   *ranks = (int)r;
 fail:
