@@ -50,7 +50,7 @@ static void test_error_vs_tokens(void) {
   memset(H, 0, sizeof(H));
   qs_gptq_hessian_add_ref(H, X, n, K);
   CHECK_EQ_INT(qs_gptq_hessian_finalize(H, K, n), QS_OK);
-  CHECK_EQ_INT(qs_awq_scaled_error_ref(&g, H, K, W, N, s, err), QS_OK);
+  CHECK_EQ_INT(qs_awq_scaled_error_ref(&g, H, K, W, N, s, 1, err), QS_OK);
   for (int r = 0; r < N; r++) {
     float d[K];
     for (int k = 0; k < K; k++) Wq[k] = W[r * K + k] * s[k];

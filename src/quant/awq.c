@@ -27,29 +27,30 @@ void qs_awq_scales_ref(float alpha, const float *xabs, int64_t K, float *s) {
 }
 
 qs_status qs_awq_scaled_error_ref(const struct qs_grid *g, const float *H, int64_t K, const float *W, int64_t nrows,
-                                  const float *s, double *err) {
+                                  const float *S, int n, double *err) {
   qs_status status = QS_OK;
   const int64_t G = qs_grid_n_groups(g, K), C = qs_grid_row_codes(g, K);
   float *D = NULL, *DH = NULL, *ws = NULL, *sc = NULL;
   uint8_t *codes = NULL, *zeros = NULL;
-  if (nrows <= 0) return QS_OK;
-  QS_ALLOC(D, nrows * K);
-  QS_ALLOC(DH, nrows * K);
+  const int64_t M = nrows * n;
+  if (M <= 0) return QS_OK;
+  QS_ALLOC(D, M * K);
+  QS_ALLOC(DH, M * K);
   QS_ALLOC(ws, K);
   QS_ALLOC(sc, G);
   QS_ALLOC(codes, C);
   QS_ALLOC(zeros, G);
-  for (int64_t r = 0; r < nrows; r++) {
-    const float *w = W + r * K;
-    float *d = D + r * K;
+  for (int64_t i = 0; i < M; i++) {
+    const float *w = W + (i % nrows) * K, *s = S + (i / nrows) * K;
+    float *d = D + i * K;
     for (int64_t k = 0; k < K; k++) ws[k] = w[k] * s[k];
     qs_grid_quantize_row_ref(g, ws, NULL, K, codes, sc, zeros, ws);
     for (int64_t k = 0; k < K; k++) d[k] = w[k] - ws[k] / s[k];
   }
-  // DH = D·H (H symmetric), then err[r] = Σ_k D[r,k]·DH[r,k] in double
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nrows, (int)K, (int)K, 1.0f, D, (int)K, H, (int)K, 0.0f,
+  // DH = D·H (H symmetric), then err[i] = Σ_k D[i,k]·DH[i,k] in double
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)K, (int)K, 1.0f, D, (int)K, H, (int)K, 0.0f,
               DH, (int)K);
-  for (int64_t r = 0; r < nrows; r++) {
+  for (int64_t r = 0; r < M; r++) {
     double a = 0;
     for (int64_t k = 0; k < K; k++) a += (double)D[r * K + k] * DH[r * K + k];
     err[r] = a;
@@ -71,17 +72,6 @@ void qs_awq_diag_blocks(const struct qs_grid *g, const float *H, int64_t K, floa
     float *b = Hb + gi * gs * gs;
     for (int64_t i = 0; i < n; i++) memcpy(b + i * n, H + (c0 + i) * K + c0, (size_t)n * sizeof(float));
   }
-}
-
-// d H dᵀ of one group's differences d [n] with its block B [n, n] (double sums, fixed order).
-static double block_error(const float *B, const float *d, int64_t n) {
-  double e = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double t = 0;
-    for (int64_t j = 0; j < n; j++) t += (double)B[i * n + j] * d[j];
-    e += t * d[i];
-  }
-  return e;
 }
 
 // The parameters of x [n] clamped to [-m, m] (m = INFINITY: unclamped), and the values into q.
@@ -106,33 +96,42 @@ static struct qs_qparams clip_params(const struct qs_grid *g, const float *x, in
 double qs_awq_clip_row_ref(const struct qs_grid *g, const float *Hb, int clip, float *w, int64_t K, uint8_t *codes,
                            float *scales, uint8_t *zeros) {
   const int64_t gs = g->group_size > 0 ? g->group_size : K, G = qs_grid_n_groups(g, K);
-  float q[1024], d[1024]; // a group's values and differences (group sizes up to 1024; else per-row: K)
-  float *qb = gs <= 1024 ? q : malloc((size_t)gs * sizeof(float)), *db = gs <= 1024 ? d : malloc((size_t)gs * sizeof(float));
+  const int nc = clip ? QS_AWQ_N_CLIP : 1;
+  // the candidates' values and differences of one group, [nc, gs] each, and D·B
+  float *q = malloc((size_t)(3 * nc + 1) * (size_t)gs * sizeof(float)), *d = q + nc * gs, *dB = d + nc * gs,
+        *best_q = dB + nc * gs;
   double total = 0;
+  if (!q) return NAN; // the caller checks the rows' results (a NaN loss is reported)
   for (int64_t gi = 0; gi < G; gi++) {
     const int64_t c0 = gi * gs, n = QS_MIN(gs, K - c0);
     float *x = w + c0, amax = 0.0f;
     const float *B = Hb ? Hb + gi * gs * gs : NULL;
     for (int64_t i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
     float best_m = INFINITY;
-    double best = INFINITY;
     if (B) {
-      for (int i = 0; i < (clip ? QS_AWQ_N_CLIP : 1); i++) {
+      // every shrink ratio's differences, then their errors d B dᵀ in one product (fixed shapes per
+      // group: a row's result does not depend on which rank or thread computes it)
+      for (int i = 0; i < nc; i++) {
         float m = i ? amax * (1.0f - (float)i / 20.0f) : INFINITY;
-        clip_params(g, x, n, m, qb, NULL);
-        for (int64_t j = 0; j < n; j++) db[j] = x[j] - qb[j];
-        double e = block_error(B, db, n);
-        if (e < best) best = e, best_m = m;
+        clip_params(g, x, n, m, q + i * n, NULL);
+        for (int64_t j = 0; j < n; j++) d[i * n + j] = x[j] - q[i * n + j];
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, (int)n, (int)n, 1.0f, d, (int)n, B, (int)n, 0.0f, dB,
+                  (int)n);
+      double best = INFINITY;
+      for (int i = 0; i < nc; i++) {
+        double e = 0;
+        for (int64_t j = 0; j < n; j++) e += (double)d[i * n + j] * dB[i * n + j];
+        if (e < best) best = e, best_m = i ? amax * (1.0f - (float)i / 20.0f) : INFINITY;
       }
       total += best;
     }
-    struct qs_qparams p = clip_params(g, x, n, best_m, qb, codes + c0);
+    struct qs_qparams p = clip_params(g, x, n, best_m, best_q, codes + c0);
     scales[gi] = p.scale;
     zeros[gi] = (uint8_t)p.zero;
-    memcpy(x, qb, (size_t)n * sizeof(float));
+    memcpy(x, best_q, (size_t)n * sizeof(float));
   }
-  if (qb != q) free(qb);
-  if (db != d) free(db);
+  free(q);
   return total;
 }
 
@@ -152,11 +151,6 @@ static void awq_free(void *state) {
   free(s);
 }
 
-static int name_ends(const char *name, const char *suffix) {
-  size_t n = strlen(name), m = strlen(suffix);
-  return n >= m && !strcmp(name + n - m, suffix);
-}
-
 static qs_status awq_prep(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
                           struct qs_qprep_info *info) {
   qs_status status = QS_OK;
@@ -167,7 +161,7 @@ static qs_status awq_prep(const struct qs_qopts *o, const float *H, int64_t K, c
   if (!H) QS_FAIL(QS_ERR_ARG, "%s: awq needs calibration data (--calib)", name);
   const int64_t gs = o->grid.group_size > 0 ? o->grid.group_size : K, G = qs_grid_n_groups(&o->grid, K);
   QS_ALLOC(s, 1);
-  *s = (struct awq_state){.o = *o, .K = K, .clip = !name_ends(name, "q_proj") && !name_ends(name, "k_proj")};
+  *s = (struct awq_state){.o = *o, .K = K, .clip = !qs_str_has_suffix(name, "q_proj") && !qs_str_has_suffix(name, "k_proj")};
   QS_ALLOC(s->Hb, G * gs * gs);
   qs_awq_diag_blocks(&o->grid, H, K, s->Hb);
   *info = (struct qs_qprep_info){0};

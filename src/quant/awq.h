@@ -38,12 +38,12 @@
 // s [K] = the scales of α for the channel means xabs [K] (above).
 void qs_awq_scales_ref(float alpha, const float *xabs, int64_t K, float *s);
 
-// err[r] = d H dᵀ for each row r of W [nrows, K] (d = w - Q(w ∘ s) / s on grid g, no clipping);
-// H [K, K] both triangles. work: nrows·K·2 floats + the grid's row buffers (allocated when NULL).
-// One BLAS product per call: callers give fixed tiles (QS_AWQ_TILE rows from a multiple of it) so
-// that a row's error does not depend on how rows are split among ranks.
+// err[a·nrows + r] = d H dᵀ for each scale set a < n (S + a·K) and row r of W [nrows, K], d = w -
+// Q(w ∘ s) / s on grid g (no clipping); H [K, K] both triangles. One BLAS product per call (the n·nrows
+// differences against H): callers give fixed tiles (QS_AWQ_TILE rows from a multiple of it, every
+// candidate at once) so that a row's error does not depend on how rows are split among ranks.
 qs_status qs_awq_scaled_error_ref(const struct qs_grid *g, const float *H, int64_t K, const float *W, int64_t nrows,
-                                  const float *s, double *err);
+                                  const float *S, int n, double *err);
 
 // Clipped RTN of one row w [K] (the `awq` method's rows): per group, the shrink ratio of the smallest
 // d_g H_gg d_gᵀ (Hb: the G diagonal blocks of H, block g at Hb + g·gs·gs, gs×gs row-major; NULL or

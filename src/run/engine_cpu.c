@@ -107,7 +107,7 @@ fail:
   return status;
 }
 
-// The scale search's work items: (tile, candidate) pairs of this rank's tiles.
+// The scale search's work items: this rank's tiles, every candidate of a tile in one product.
 struct scale_job {
   const struct qs_layer *L;
   const struct qs_qopts *o;
@@ -115,27 +115,30 @@ struct scale_job {
   int n, K, first;
   const long long *tile_start; // [count + 1] first global tile of each module of the group
   long long t0;                // this rank's first tile
-  double *err;                 // [(t1 - t0) * n]
-  qs_status status;            // the first failure (set by any thread)
+  double *err;                 // [(t1 - t0) * n]: tile sums, candidate fastest
+  qs_status status;            // a failure (set by any thread)
 };
 
 static void scale_range(void *arg, int64_t i0, int64_t i1) {
   struct scale_job *j = arg;
-  double e[QS_AWQ_TILE];
+  double e[QS_AWQ_TILE * QS_AWQ_N_ALPHA];
   for (int64_t i = i0; i < i1; i++) {
-    long long t = j->t0 + i / j->n;
-    int a = (int)(i % j->n), m = 0;
+    long long t = j->t0 + i;
+    int m = 0;
     while (t >= j->tile_start[m + 1]) m++;
     const struct qs_linear *lin = &j->L->lin[j->first + m];
     int64_t r0 = (t - j->tile_start[m]) * QS_AWQ_TILE, nr = QS_MIN(QS_AWQ_TILE, lin->n_out - r0);
-    qs_status st = qs_awq_scaled_error_ref(&j->o->grid, j->H, j->K, lin->w + r0 * j->K, nr, j->S + (size_t)a * j->K, e);
+    qs_status st = j->n > QS_AWQ_N_ALPHA ? QS_ERR_INTERNAL
+                                         : qs_awq_scaled_error_ref(&j->o->grid, j->H, j->K, lin->w + r0 * j->K, nr, j->S, j->n, e);
     if (st != QS_OK) {
       j->status = st;
       return;
     }
-    double sum = 0;
-    for (int64_t r = 0; r < nr; r++) sum += e[r];
-    j->err[i] = sum;
+    for (int a = 0; a < j->n; a++) {
+      double sum = 0;
+      for (int64_t r = 0; r < nr; r++) sum += e[a * nr + r];
+      j->err[i * j->n + a] = sum;
+    }
   }
 }
 
@@ -162,7 +165,7 @@ static qs_status cpu_scale_error(struct qs_qengine *e, struct qs_qrun *run, enum
   qs_comm_split_range(nt, P, qs_comm_rank(run->data), &b, &t1);
   struct scale_job job = {.L = &c->L, .o = o, .H = H, .S = S, .n = n, .K = c->L.lin[grp->first].n_in,
                           .first = grp->first, .tile_start = tile_start, .t0 = b, .err = all + b * n, .status = QS_OK};
-  qs_parallel_for((t1 - b) * n, 1, scale_range, &job);
+  qs_parallel_for(t1 - b, 1, scale_range, &job);
   QS_TRY(job.status);
   QS_TRY(qs_comm_allgatherv(run->data, NULL, all, counts));
   for (int a = 0; a < n; a++) {
