@@ -58,15 +58,22 @@ QS_PYTHON=""
 venv_dir() {
   local key
   key=$({ python3 -c 'import sys; print(sys.version_info[:2])'; echo "safetensors numpy h5py gguf pyyaml";
-          echo "$llama_cmake_args"; cat "$root"/tests/py/requirements-*.txt; } | sha256sum | cut -c1-12)
+          echo "$llama_cmake_args"; for f in "$root"/tests/py/requirements-*.txt; do
+            # requirements-tok.txt (sentencepiece, a few MB) is installed into the cached venv by clients()
+            # instead of keying a new venv of ~4 GB of wheels
+            [ "$(basename "$f")" = requirements-tok.txt ] || cat "$f"; done; } | sha256sum | cut -c1-12)
   echo "${QS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qshard/venv-$key}"
 }
 pyenv_check() { "$1" -c 'import safetensors, numpy, h5py, gguf' >/dev/null 2>&1; }
-clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel, llama_cpp' >/dev/null 2>&1; }
+clients_check() { "$1" -c 'import torch, transformers, compressed_tensors, optimum, gptqmodel, llama_cpp, sentencepiece, tokenizers' >/dev/null 2>&1; }
+tok_check() { "$1" -c 'import sentencepiece, tokenizers' >/dev/null 2>&1; }
 llama_cmake_args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
 -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF"
 clients() {
   local py=$root/.venv/bin/python pip=(--no-input --disable-pip-version-check --timeout 60)
+  # the tokenizer packages of test_tokenizer_ids (requirements-tok.txt, not in the venv key): seconds
+  tok_check "$py" || "$py" -m pip install -q "${pip[@]}" -r "$root/tests/py/requirements-tok.txt" \
+    || echo "pip install of requirements-tok.txt failed: test_tokenizer_ids will fail"
   if clients_check "$py"; then echo "reusing the client packages"; return 0; fi
   "$py" -m pip install -q "${pip[@]}" -r "$root/tests/py/requirements-clients.txt" &&
     "$py" -m pip install -q "${pip[@]}" --no-deps -r "$root/tests/py/requirements-gptqmodel.txt" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's command sessions run as written (so the README cannot drift from the tool): the shell
 # blocks of "A complete quantize → eval session" (gutenberg28M: eval, GPTQ quantize with --eval,
-# inspect, eval --reference; the GGUF block) are extracted and run with bash -e, with fewer
+# inspect, report, eval --reference; the GGUF block) are extracted and run with bash -e, with fewer
 # calibration samples and windows (--samples 2, --eval-windows 2), the shared data's path for D, a
 # temporary directory for /tmp and this build's qshard. The eval of the written checkpoint must print
 # the ppl line that quantize --eval printed.
@@ -27,8 +27,8 @@ sed 's/^\[rank [^]]*\] //' "$T/out.log" | grep -E '^ppl ' | sed -n 2,3p > "$T/pp
 [ "$(sed -n 1p "$T/ppl.txt" | cut -d' ' -f1-12)" = "$(sed -n 2p "$T/ppl.txt" | cut -d' ' -f1-12)" ] \
   || { cat "$T/out.log"; fail "eval of the checkpoint != quantize --eval: $(cat "$T/ppl.txt")"; }
 grep -qE '^reference ppl .* kld ' "$T/out.log" || fail "no --reference line"
-for f in g28m-gptq4/config.json g28m-q4km/gutenberg28M-Q4_K_M.gguf g28m-q4km-imat/imatrix.gguf \
-         g28m-q4km-gptq/gutenberg28M-Q4_K_M.gguf; do
+for f in g28m-gptq4/config.json g28m-gptq4/report.svg g28m-gptq4/report.md g28m-q4km/gutenberg28M-Q4_K_M.gguf \
+         g28m-q4km-imat/imatrix.gguf g28m-q4km-gptq/gutenberg28M-Q4_K_M.gguf; do
   [ -f "$T/$f" ] || fail "the session did not write $f"
 done
 echo "test_readme: the README's commands ran: $(sed -n 2p "$T/ppl.txt")"

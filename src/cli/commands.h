@@ -11,5 +11,7 @@ int qs_cmd_generate(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_eval(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_synth(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv);
+int qs_cmd_calib(struct qs_comm *world, int argc, char **argv);
+int qs_cmd_report(struct qs_comm *world, int argc, char **argv);
 
 #endif

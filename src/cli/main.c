@@ -16,6 +16,8 @@ static const struct {
     {"generate", qs_cmd_generate, "--model DIR --tokens N   greedy decoding from BOS"},
     {"eval", qs_cmd_eval, "--model DIR --data F.h5 [--seqlen 512]   perplexity"},
     {"quantize", qs_cmd_quantize, "--model DIR --calib F.h5 --out DIR [--method gptq|rtn --bits 4 ...]"},
+    {"report", qs_cmd_report, "OUT [--out-dir D]   report.svg + report.md from OUT/quant_report.json"},
+    {"calib", qs_cmd_calib, "--model DIR --text F|--jsonl F --out F.h5 [--samples N --seqlen L]   tokens from text"},
     {"synth", qs_cmd_synth, "--config NAME [--layers N] [--seed S] --out DIR   random weights, real shapes"},
 };
 enum { N_COMMANDS = sizeof(k_commands) / sizeof(k_commands[0]) };

@@ -33,12 +33,16 @@ static void usage(FILE *out) {
           "  --static-groups        accepted for compatibility: what --act-order does by default\n"
           "  --damp F               damping, fraction of mean(diag H) (default 0.01; raised x10 on failure)\n"
           "  --block N              GPTQ lazy-update block in columns (default 128)\n"
+          "  --calib-text FILE      calibration from a UTF-8 text file instead of --calib: tokenized on rank 0 with\n"
+          "                         the model's tokenizer into the windows `qshard calib --text FILE` writes\n"
+          "                         (same --samples/--seqlen/--seed); --calib-jsonl FILE: one {\"text\": ...} a line\n"
           "  --samples N            calibration windows cut from a 1-D stream (default 128)\n"
           "  --seqlen L             tokens per calibration window (default min(2048, max positions); longer\n"
           "                         than the model's max_position_embeddings only with --allow-long)\n"
           "  --seed S               seed of the window offsets (default 0; see calib.h)\n"
           "  --format F[,F...]      output formats (default gptq): gptq = GPTQ v1 (vLLM, transformers +\n"
-          "                         optimum/GPTQModel, AutoGPTQ), compressed-tensors = pack-quantized (vLLM,\n"
+          "                         optimum/GPTQModel, AutoGPTQ), awq = AutoAWQ GEMM, 4-bit (vLLM, transformers\n"
+          "                         + GPTQModel; default method awq), compressed-tensors = pack-quantized (vLLM,\n"
           "                         transformers + compressed-tensors), trtllm = TensorRT-LLM rank files (needs\n"
           "                         --tp), gguf:TYPE = llama.cpp's GGUF (OUT/<model>-TYPE.gguf; TYPE F32 F16\n"
           "                         BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S/M/L Q4_K_S/M Q5_K_S/M Q6_K IQ4_NL:\n"
@@ -88,6 +92,7 @@ enum { OPT_ASYM = 256, OPT_SYM, OPT_ACT, OPT_STATIC, OPT_EVAL_SEQ, OPT_EVAL_WIN,
 enum { OPT_RESUME = 512, OPT_STATE_INT, OPT_METRICS, OPT_LOG_JSON, OPT_COMM_TIMEOUT, OPT_ALLOW_LONG }; // resume and progress (qstate.h, progress.h)
 enum { OPT_STAGES = 768 };                                            // the stage x data grid (stages.h)
 enum { OPT_IMATRIX = 1024 };                                          // importance (quant/imatrix.h)
+enum { OPT_CALIB_TEXT = 1280, OPT_CALIB_JSONL };                      // calibration from text (io/calib_text.h)
 
 // Every rank parses the same command line: its errors are printed by rank 0 alone.
 static int g_quiet;
@@ -169,7 +174,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       {"log-json", 0, 0, OPT_LOG_JSON}, {"stages", 1, 0, OPT_STAGES},
       {"device", 1, 0, OPT_DEVICE}, {"precision", 1, 0, OPT_PREC}, {"hessian-precision", 1, 0, OPT_PREC},
       {"factor-precision", 1, 0, OPT_FPREC}, {"tp", 1, 0, OPT_TP}, {"imatrix", 2, 0, OPT_IMATRIX},
-      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+      {"calib-text", 1, 0, OPT_CALIB_TEXT}, {"calib-jsonl", 1, 0, OPT_CALIB_JSONL}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   long long v = 0;
   unsigned given = 0; // QS_MOPT_* options on the command line
   int static_groups = 0, method_given = 0, sym_given = 0;
@@ -182,7 +187,11 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
     case 'm': a->model = optarg; break;
-    case 'c': a->calib = optarg; break;
+    case 'c': case OPT_CALIB_TEXT: case OPT_CALIB_JSONL:
+      if (a->calib) { cli_err("qshard quantize: give one of --calib, --calib-text, --calib-jsonl\n"); return -1; }
+      a->calib = optarg;
+      a->calib_text = c == OPT_CALIB_TEXT ? 1 : c == OPT_CALIB_JSONL ? 2 : 0;
+      break;
     case 'o': a->out = optarg; break;
     case 'e': a->eval_data = optarg; break;
     case 'F': a->force = 1; break;

@@ -234,29 +234,41 @@ fail:
   return status;
 }
 
+// The file is built in memory (HDF5's core driver, no backing store) and written by qs_file_write_all
+// (temporary name, fsync, rename): a failed write (disk full, EFBIG) is reported with its errno and leaves
+// neither a partial file nor HDF5 holding a half-flushed file it crashes on at exit.
 qs_status qs_tokens_write(const char *path, const char *dataset, const int32_t *ids, int64_t rows,
                           int64_t cols, int ndim) {
   qs_status status = QS_OK;
   const char *dset = dataset ? dataset : QS_TOKENS_DEFAULT_DATASET;
-  char tmp[4096] = "", why[256];
-  hid_t file = -1;
+  char why[256];
+  hid_t file = -1, fapl = -1;
+  char *image = NULL;
   qs_h5_quiet();
   if (ndim != 1 && ndim != 2) QS_FAIL(QS_ERR_ARG, "%s: ndim %d must be 1 or 2", path, ndim);
   if (rows < 0 || cols < 0 || (ndim == 1 && rows != 1))
     QS_FAIL(QS_ERR_ARG, "%s: bad shape rows %" PRId64 " cols %" PRId64 " for ndim %d", path, rows, cols, ndim);
-  if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
-    QS_FAIL(QS_ERR_ARG, "%s: path too long", path);
   hsize_t dims[2] = {(hsize_t)(ndim == 1 ? cols : rows), (hsize_t)cols};
-  file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create HDF5 file (%s)", tmp, qs_h5_reason(why));
-  QS_TRY(qs_tokens_write_dataset(file, tmp, dset, ids, dims, ndim));
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0)
+    QS_FAIL(QS_ERR_INTERNAL, "%s: in-memory HDF5 file properties failed (%s)", path, qs_h5_reason(why));
+  file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); // in memory: nothing is written at path
+  if (file < 0) QS_FAIL(QS_ERR_IO, "%s: cannot create HDF5 file (%s)", path, qs_h5_reason(why));
+  QS_TRY(qs_tokens_write_dataset(file, path, dset, ids, dims, ndim));
+  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) QS_FAIL(QS_ERR_IO, "%s: flush failed (%s)", path, qs_h5_reason(why));
+  ssize_t size = H5Fget_file_image(file, NULL, 0);
+  if (size <= 0) QS_FAIL(QS_ERR_INTERNAL, "%s: HDF5 file image size failed (%s)", path, qs_h5_reason(why));
+  QS_ALLOC(image, (size_t)size);
+  if (H5Fget_file_image(file, image, (size_t)size) != size)
+    QS_FAIL(QS_ERR_INTERNAL, "%s: HDF5 file image failed (%s)", path, qs_h5_reason(why));
   herr_t closed = H5Fclose(file);
   file = -1;
-  if (closed < 0) QS_FAIL(QS_ERR_IO, "%s: close failed (%s)", tmp, qs_h5_reason(why));
-  if (rename(tmp, path) != 0) QS_FAIL(QS_ERR_IO, "rename %s -> %s failed: %s", tmp, path, strerror(errno));
-  return QS_OK;
+  if (closed < 0) QS_FAIL(QS_ERR_IO, "%s: close failed (%s)", path, qs_h5_reason(why));
+  QS_TRY(qs_file_write_all(path, image, (size_t)size));
 fail:
   if (file >= 0) H5Fclose(file);
-  if (tmp[0]) unlink(tmp);
+  if (fapl >= 0) H5Pclose(fapl);
+  H5Eclear2(H5E_DEFAULT);
+  free(image);
   return status;
 }

@@ -21,7 +21,8 @@ qs_status qs_tokens_read(const char *path, const char *dataset, struct qs_tokens
 // Every id in [0, vocab): else an error naming the file, the position and the value.
 qs_status qs_tokens_check(const struct qs_tokens *t, int vocab, const char *path);
 void qs_tokens_free(struct qs_tokens *t);
-// Writes an int32 dataset (ndim 1: rows must be 1) under a temporary name, then renames.
+// Writes an int32 dataset (ndim 1: rows must be 1): built in memory, then written under a temporary
+// name, fsync'ed and renamed (a failed write leaves no file and the previous one as it was).
 qs_status qs_tokens_write(const char *path, const char *dataset, const int32_t *ids, int64_t rows,
                           int64_t cols, int ndim);
 

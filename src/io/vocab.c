@@ -472,6 +472,62 @@ fail:
   return status;
 }
 
+void qs_vocab_spm_free(struct qs_spm_model *m) {
+  free_strings(m->pieces, m->n_pieces);
+  free(m->scores);
+  free(m->types);
+  free(m->charsmap);
+  memset(m, 0, sizeof(*m));
+}
+
+qs_status qs_vocab_spm_read(const char *path, struct qs_spm_model *out) {
+  qs_status status = QS_OK;
+  memset(out, 0, sizeof(*out));
+#ifdef QS_USE_PROTOBUF_C
+  char *data = NULL;
+  size_t size = 0;
+  Sentencepiece__ModelProto *m = NULL;
+  QS_TRY(qs_file_read_all(path, &data, &size));
+  m = sentencepiece__model_proto__unpack(NULL, size, (const uint8_t *)data);
+  if (!m) QS_FAIL(QS_ERR_FORMAT, "%s: not a SentencePiece model (protobuf ModelProto does not parse)", path);
+  if (m->n_pieces == 0 || m->n_pieces > INT32_MAX)
+    QS_FAIL(QS_ERR_FORMAT, "%s: SentencePiece model with %zu pieces", path, m->n_pieces);
+  QS_ALLOC(out->pieces, m->n_pieces);
+  QS_ALLOC(out->scores, m->n_pieces);
+  QS_ALLOC(out->types, m->n_pieces);
+  out->n_pieces = (int32_t)m->n_pieces;
+  for (size_t i = 0; i < m->n_pieces; i++) {
+    const Sentencepiece__ModelProto__SentencePiece *p = m->pieces[i];
+    if (!(out->pieces[i] = strdup(p->piece ? p->piece : ""))) QS_FAIL(QS_ERR_OOM, "out of memory");
+    out->scores[i] = p->score;
+    out->types[i] = (int32_t)p->type;
+  }
+  const Sentencepiece__TrainerSpec *ts = m->trainer_spec;
+  const Sentencepiece__NormalizerSpec *ns = m->normalizer_spec;
+  out->model_type = ts ? (int)ts->model_type : 1;
+  out->byte_fallback = ts ? ts->byte_fallback : 0;
+  out->treat_whitespace_as_suffix = ts ? ts->treat_whitespace_as_suffix : 0;
+  out->add_dummy_prefix = ns ? ns->add_dummy_prefix : 1;
+  out->remove_extra_whitespaces = ns ? ns->remove_extra_whitespaces : 1;
+  out->escape_whitespaces = ns ? ns->escape_whitespaces : 1;
+  snprintf(out->norm_name, sizeof(out->norm_name), "%s", ns && ns->name ? ns->name : "");
+  if (ns && ns->has_precompiled_charsmap && ns->precompiled_charsmap.len > 0) {
+    QS_ALLOC(out->charsmap, ns->precompiled_charsmap.len);
+    memcpy(out->charsmap, ns->precompiled_charsmap.data, ns->precompiled_charsmap.len);
+    out->charsmap_size = ns->precompiled_charsmap.len;
+  }
+fail:
+  if (m) sentencepiece__model_proto__free_unpacked(m, NULL);
+  free(data);
+  if (status != QS_OK) qs_vocab_spm_free(out);
+#else
+  QS_FAIL(QS_ERR_UNSUPPORTED, "%s: reading a SentencePiece tokenizer.model needs protobuf-c, which this build of qshard "
+          "lacks (install libprotobuf-c-dev and protobuf-c-compiler, then reconfigure)", path);
+fail:
+#endif
+  return status;
+}
+
 // _create_vocab_sentencepiece, the added tokens: added_tokens.json, then tokenizer_config.json's
 // added_tokens_decoder.
 static qs_status spm_added(struct qs_vocab *v, const struct vocab_files *f) {

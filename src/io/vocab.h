@@ -90,6 +90,26 @@ qs_status qs_vocab_load_bpe(struct qs_vocab *v, const char *path, int64_t n_voca
 qs_status qs_vocab_load_llama2c(struct qs_vocab *v, const char *path, int64_t n_vocab);
 void qs_vocab_free(struct qs_vocab *v);
 
+// A SentencePiece tokenizer.model as its encoder reads it (io/tokenizer.c), straight from the
+// ModelProto: every piece with its score and SentencePiece type (NORMAL 1, UNKNOWN 2, CONTROL 3,
+// USER_DEFINED 4, UNUSED 5, BYTE 6 — not merged as the GGUF types are), the model type and the
+// normalizer spec (defaults of sentencepiece_model.proto where a field is absent).
+struct qs_spm_model {
+  int model_type;                   // trainer_spec.model_type: 1 unigram, 2 BPE, 3 word, 4 char
+  int byte_fallback, treat_whitespace_as_suffix;
+  int32_t n_pieces;
+  char **pieces;                    // [n_pieces] UTF-8
+  float *scores;                    // [n_pieces]
+  int32_t *types;                   // [n_pieces] SentencePiece piece types
+  char norm_name[64];               // normalizer_spec.name ("identity", "nmt_nfkc", ...)
+  uint8_t *charsmap;                // normalizer_spec.precompiled_charsmap, NULL when empty (identity)
+  size_t charsmap_size;
+  int add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
+};
+// QS_ERR_UNSUPPORTED without protobuf-c in this build; QS_ERR_FORMAT for a file that does not parse.
+qs_status qs_vocab_spm_read(const char *path, struct qs_spm_model *m);
+void qs_vocab_spm_free(struct qs_spm_model *m);
+
 // GGUF key (without "tokenizer.ggml.") and name of a special kind: "bos_token_id", ...; NULL for cls.
 const char *qs_vocab_special_key(enum qs_vocab_special s);
 

@@ -16,6 +16,7 @@
 #include "base/stop.h"
 #include "comm.h"
 #include "io/calib.h"
+#include "io/calib_text.h"
 #include "io/outdir.h"
 #include "model/device.h"
 #include "formats/gguf.h"
@@ -111,15 +112,6 @@ static qs_status check_sizes(struct qs_comm *world, const struct qs_run_opts *a,
 // llama.cpp's block grids (--format gguf) and methods without GPU entries have C references only:
 // --device auto runs them on the CPU, --device cuda is refused.
 static qs_status block_grids_cpu(struct qs_comm *world, struct qs_run_opts *a) {
-  if (!a->method->cuda) {
-    if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
-    if (a->device == QS_DEVICE_KIND_CUDA) {
-      if (qs_comm_rank(world) == 0)
-        fprintf(stderr, "qshard quantize: --device cuda: --method %s runs on the CPU engine only in this build "
-                "(--device cpu)\n", a->method->name);
-      return QS_ERR_ARG;
-    }
-  }
   for (int i = 0; i < a->n_formats; i++) {
     if (!a->formats[i]->module_grid) continue;
     if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
@@ -127,6 +119,15 @@ static qs_status block_grids_cpu(struct qs_comm *world, struct qs_run_opts *a) {
       if (qs_comm_rank(world) == 0)
         fprintf(stderr, "qshard quantize: --device cuda: --format %s: llama.cpp's block quantizers run on the CPU "
                 "engine (--device cpu)\n", a->formats[i]->name);
+      return QS_ERR_ARG;
+    }
+  }
+  if (!a->method->cuda) {
+    if (a->device == QS_DEVICE_KIND_AUTO) a->device = QS_DEVICE_KIND_CPU;
+    if (a->device == QS_DEVICE_KIND_CUDA) {
+      if (qs_comm_rank(world) == 0)
+        fprintf(stderr, "qshard quantize: --device cuda: --method %s runs on the CPU engine only in this build "
+                "(--device cpu)\n", a->method->name);
       return QS_ERR_ARG;
     }
   }
@@ -308,7 +309,15 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
   double t0 = qs_time_now();
   if (a->calib) {
     int seqlen = a->seqlen ? a->seqlen : QS_MIN(2048, run->m->cfg.max_pos);
-    QS_TRY(qs_calib_load(a->calib, a->samples, seqlen, a->seed, run->m->cfg.vocab, &cal));
+    if (a->calib_text) { // the windows `qshard calib` would write, tokenized on rank 0 and broadcast
+      const char *texts[1] = {a->calib};
+      struct qs_calib_text_opts o = {.tokenizer = a->model, .text = a->calib_text == 1 ? texts : NULL,
+                                     .n_text = a->calib_text == 1, .jsonl = a->calib_text == 2 ? a->calib : NULL,
+                                     .samples = a->samples, .seqlen = seqlen, .seed = a->seed};
+      QS_TRY(qs_calib_text_share(run->world, &o, run->m->cfg.vocab, &cal));
+    } else {
+      QS_TRY(qs_calib_load(a->calib, a->samples, seqlen, a->seed, run->m->cfg.vocab, &cal));
+    }
   }
   QS_TRY(start_engine(run, a->calib ? &cal : NULL));
   if (a->q.importance == QS_IMP_CALIB) ((struct qs_run_opts *)a)->q.imp_count = (float)run->n_samples * (float)run->T;

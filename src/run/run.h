@@ -26,6 +26,8 @@ struct qs_run_opts {
   const char *format_args[QS_MAX_FORMATS];         // --format NAME:ARG: ARG (or NULL)
   int imatrix;              // --imatrix: importance for llama.cpp's block grids (QS_IMP_CALIB from --calib,
   const char *imatrix_file; // or QS_IMP_TABLE read from imatrix_file, llama.cpp's imatrix GGUF)
+  int calib_text;           // --calib-text / --calib-jsonl: calib names a text (1) or JSON-lines (2) file, tokenized
+                            // on rank 0 with the model's tokenizer (io/calib_text.h); 0: an HDF5 token file
   int samples, seqlen;
   int allow_long;        // --allow-long: windows longer than the model's max_position_embeddings
   unsigned long long seed;

@@ -11,9 +11,7 @@
 #include "run/output.h"
 #include "run/progress.h"
 
-// Bytes of the weight files (.safetensors, .gguf but imatrix.gguf) at the top of dir; *first_gguf gets the
-// first GGUF's path (malloc'ed) when asked.
-static double weight_bytes(const char *dir, char **first_gguf) {
+double qs_summary_weight_bytes(const char *dir, char **first_gguf) {
   DIR *d = opendir(dir);
   double sum = 0;
   if (!d) return 0;
@@ -87,7 +85,7 @@ void qs_summary_print(const struct qs_qrun *run, const struct qs_summary_in *in)
   for (int i = 0; i < a->n_formats; i++) {
     char *dir = qs_output_dir(a, i, a->out), *gguf = NULL, hint[1024];
     if (!dir) continue;
-    double b = weight_bytes(dir, &gguf);
+    double b = qs_summary_weight_bytes(dir, &gguf);
     fill_hint(a->formats[i]->load_hint ? a->formats[i]->load_hint : "", dir, gguf, hint, sizeof(hint));
     if (text) qs_progress_note(run, "summary", NULL, "  %-18s %s: %.1f MB (from %.1f MB, %.2f bits per parameter)",
                      a->formats[i]->name, dir, b / 1e6, bytes_in / 1e6, params > 0 ? 8.0 * b / params : 0.0);

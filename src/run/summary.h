@@ -13,6 +13,10 @@ struct qs_summary_in {
   const char *eval_data;
 };
 
+// Bytes of the weight files (.safetensors, .gguf but imatrix.gguf) at the top of dir (0 when it cannot
+// be listed); *first_gguf, when first_gguf is not NULL, gets the first GGUF's path (malloc'ed).
+double qs_summary_weight_bytes(const char *dir, char **first_gguf);
+
 // Rank 0, once OUT is in place: a few lines (with --log-json one "summary" event).
 void qs_summary_print(const struct qs_qrun *run, const struct qs_summary_in *in);
 
