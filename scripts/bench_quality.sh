@@ -6,12 +6,13 @@
 #   scripts/bench_quality.sh MODEL_DIR CONFIG...
 #     CONFIG: fp                                  the unquantized model (qshard eval)
 #             METHOD:BITS:GROUP[:act|:actgroup][:asym]   e.g. rtn:3:128  gptq:4:128:act  gptq:8:-1
+#             (METHOD: rtn, gptq, awq, awq+gptq; symmetric unless :asym, whatever the method's default)
 #             (act: --act-order, static groups; actgroup: --act-order=group, permuted groups)
 #
 # Environment (defaults in brackets):
 #   QSHARD        the qshard binary [build/qshard]
 #   QS_NP         MPI ranks [2];  QS_MPIEXEC  [mpirun --oversubscribe --allow-run-as-root]
-#   QS_CALIB      calibration token file (.h5); required for gptq configs
+#   QS_CALIB      calibration token file (.h5); required for every method but rtn
 #   QS_SAMPLES    calibration windows [128];  QS_SEQLEN  tokens per window [512]
 #   QS_EVALS      space-separated eval files, each FILE.h5 or FILE.h5@N (score only the first N windows)
 #   QS_EVAL_SEQLEN  eval window length [QS_SEQLEN]
@@ -101,8 +102,8 @@ run_q() { # METHOD:BITS:GROUP[:act|:actgroup][:asym]
   local calib=-
   [ "$act" = static ] && opts+=(--act-order)
   [ "$act" = group ] && opts+=(--act-order=group)
-  if [ "$method" = gptq ]; then # rtn needs no calibration: weights only
-    [ -n "${QS_CALIB:-}" ] || die "$cfg: QS_CALIB is required for gptq"
+  if [ "$method" != rtn ]; then # rtn needs no calibration: weights only
+    [ -n "${QS_CALIB:-}" ] || die "$cfg: QS_CALIB is required for $method"
     opts+=(--calib "$QS_CALIB" --samples "$SAMPLES" --seqlen "$SEQLEN")
     calib="${SAMPLES}x${SEQLEN} $(basename "$QS_CALIB" .h5)"
   fi
