@@ -18,6 +18,12 @@ qs_status qs_comm_init(int *argc, char ***argv, struct qs_comm **world);
 void qs_comm_finalize(struct qs_comm *world);
 // Ends every rank of the job; for a rank that cannot continue (a peer would wait forever).
 void qs_comm_abort(struct qs_comm *c, int code) __attribute__((noreturn));
+// After a command failed on this rank with exit status `code` (errors deferred: qs_err_defer): if
+// every rank of world arrives here within wait_s seconds, rank 0 prints each distinct deferred report
+// once, naming the ranks that made it, and every rank returns `code` (the job ends without MPI_Abort
+// and its banner); otherwise (some ranks still work or wait in a collective) this rank prints its
+// own report and ends the job with MPI_Abort(code).
+int qs_comm_settle_failure(struct qs_comm *world, int code, double wait_s);
 
 // Every wait below gives up after `seconds` (0: waits forever; default 3600, or QS_COMM_TIMEOUT from
 // the environment at qs_comm_init): the ranks that wait tell each other so, one error line names the

@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 struct qs_comm {
@@ -19,6 +20,9 @@ struct qs_comm {
 // only the timeout reports, so they cannot match a message of the run.
 static double g_timeout = 3600;
 static MPI_Comm g_side = MPI_COMM_NULL;
+// g_fail, another duplicate of MPI_COMM_WORLD: the failed ranks meet there (qs_comm_settle_failure)
+// while the others may still wait in a collective of the run.
+static MPI_Comm g_fail = MPI_COMM_NULL;
 enum { TAG_WAITING = 0x5157 };
 
 // Leaf wrapper: prints rank, host, file:line and the failing call with MPI's error string.
@@ -60,6 +64,8 @@ qs_status qs_comm_init(int *argc, char ***argv, struct qs_comm **world) {
   if (g_side == MPI_COMM_NULL) {
     QS_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &g_side));
     QS_MPI_CHECK(MPI_Comm_set_errhandler(g_side, MPI_ERRORS_RETURN));
+    QS_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &g_fail));
+    QS_MPI_CHECK(MPI_Comm_set_errhandler(g_fail, MPI_ERRORS_RETURN));
   }
   const char *env = getenv("QS_COMM_TIMEOUT");
   if (env && *env) {
@@ -85,6 +91,7 @@ void qs_comm_finalize(struct qs_comm *world) {
   MPI_Finalized(&fin);
   if (fin) return;
   if (g_side != MPI_COMM_NULL) MPI_Comm_free(&g_side);
+  if (g_fail != MPI_COMM_NULL) MPI_Comm_free(&g_fail);
   MPI_Finalize();
 }
 
@@ -163,6 +170,70 @@ static int comm_wait(struct qs_comm *c, MPI_Request *req, const char *op, int pe
       if (waited > g_timeout) timeout_abort(c, op, peer, waited);
     }
   }
+}
+
+// "0-3,5" from a 0/1 list of n ranks.
+static void rank_list(const unsigned char *in, int n, char *out, size_t cap) {
+  size_t k = 0;
+  out[0] = '\0';
+  for (int r = 0; r < n && k + 24 < cap; r++) {
+    if (!in[r]) continue;
+    int e = r;
+    while (e + 1 < n && in[e + 1]) e++;
+    k += (size_t)snprintf(out + k, cap - k, "%s%d", k ? "," : "", r);
+    if (e > r) k += (size_t)snprintf(out + k, cap - k, "-%d", e);
+    r = e;
+  }
+}
+
+enum { FAIL_TEXT = 4096 };
+
+int qs_comm_settle_failure(struct qs_comm *world, int code, double wait_s) {
+  char mine[FAIL_TEXT] = {0}, who[96];
+  const char *pend = qs_err_pending();
+  snprintf(mine, sizeof(mine), "%s", pend);
+  MPI_Request req;
+  int done = 0;
+  const double t0 = MPI_Wtime();
+  if (world->size > 1 && g_fail != MPI_COMM_NULL && MPI_Ibarrier(g_fail, &req) == MPI_SUCCESS) {
+    while (!done && MPI_Wtime() - t0 < wait_s) {
+      if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+      if (!done) usleep(2000);
+    }
+  }
+  if (!done) { // the others are still working, or stopped elsewhere: this rank's report, then the job ends
+    snprintf(who, sizeof(who), "rank %d %s", world->rank, qs_log_host());
+    qs_err_print(mine, who);
+    qs_comm_abort(world, code);
+  }
+  // Every rank failed: rank 0 prints each distinct report once, naming the ranks that made it.
+  char *all = world->rank == 0 ? calloc((size_t)world->size, FAIL_TEXT) : NULL;
+  unsigned char *same = world->rank == 0 ? calloc((size_t)world->size, 1) : NULL, *used = same ? calloc((size_t)world->size, 1) : NULL;
+  int ok = MPI_Gather(mine, FAIL_TEXT, MPI_CHAR, all, FAIL_TEXT, MPI_CHAR, 0, g_fail) == MPI_SUCCESS;
+  if (world->rank == 0) {
+    if (!ok || !all || !same || !used) {
+      qs_err_print(mine, "rank 0");
+    } else {
+      for (int r = 0; r < world->size; r++) {
+        const char *t = all + (size_t)r * FAIL_TEXT;
+        if (used[r] || !t[0]) continue;
+        memset(same, 0, (size_t)world->size);
+        int n = 0;
+        for (int q = r; q < world->size; q++)
+          if (!used[q] && !strcmp(t, all + (size_t)q * FAIL_TEXT)) same[q] = used[q] = 1, n++;
+        char list[64];
+        rank_list(same, world->size, list, sizeof(list));
+        if (n == world->size) snprintf(who, sizeof(who), "every rank (%d)", n);
+        else snprintf(who, sizeof(who), "rank%s %s", n > 1 ? "s" : "", list);
+        qs_err_print(t, who);
+      }
+    }
+  }
+  free(all);
+  free(same);
+  free(used);
+  qs_err_clear();
+  return code;
 }
 
 void qs_comm_abort(struct qs_comm *c, int code) {

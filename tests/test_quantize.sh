@@ -136,5 +136,13 @@ bad gs0 "--group-size 0: expected" quantize --model "$S" --calib "$T/nope.h5" --
 # under mpirun the command-line error is printed once (rank 0), not by every rank
 $QS_MPIEXEC -np 3 "$Q" quantize --model "$S" --out "$T/bad15" --group-size 0 > "$T/once.out" 2>&1 || true
 [ "$(grep -c -- "--group-size 0: expected" "$T/once.out")" = 1 ] || { cat "$T/once.out"; fail "the error is not printed once under -np 3"; }
+# a run-time error every rank finds (a calibration file that is not HDF5): one line from rank 0 naming
+# every rank, the same exit status everywhere, no MPI_Abort (its banner), no "interrupted" notice
+echo "not hdf5" > "$T/junk.h5"
+rc=0
+$QS_MPIEXEC -np 3 "$Q" quantize --model "$S" --calib "$T/junk.h5" --samples 3 --seqlen 64 --out "$T/bad16" > "$T/once2.out" 2>&1 || rc=$?
+[ $rc -eq 1 ] && [ "$(grep -c "qshard: error" "$T/once2.out")" = 1 ] && grep -q "qshard: error \[every rank (3)\] .*junk.h5" "$T/once2.out" &&
+  ! grep -qiE "MPI_ABORT|SIGTERM" "$T/once2.out" || { cat "$T/once2.out"; fail "a run-time error of every rank: rc $rc, not printed once"; }
+[ ! -e "$T/bad16" ] || fail "bad16: left an output"
 "$Q" --version | grep -qE '^qshard [0-9]+\.[0-9]+\.[0-9]+ \(CUDA (ON|OFF).*NCCL (ON|OFF)' || fail "--version: $("$Q" --version)"
 echo "test_quantize: all passed"

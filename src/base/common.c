@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -89,13 +90,47 @@ void qs_log0(const char *fmt, ...) {
   va_end(ap);
 }
 
+// Deferred error reports (qs_err_defer): the lines "file:line func: msg" and "  from ..." in order.
+static int g_defer;
+static char g_errbuf[8192];
+static size_t g_errlen;
+
+void qs_err_defer(int on) { g_defer = on; }
+const char *qs_err_pending(void) { return g_errbuf; }
+void qs_err_clear(void) { g_errlen = 0, g_errbuf[0] = '\0'; }
+
+static void err_append(const char *line) {
+  size_t n = strlen(line);
+  if (g_errlen + n + 2 > sizeof(g_errbuf)) return; // the first errors are the ones that matter
+  memcpy(g_errbuf + g_errlen, line, n);
+  g_errlen += n;
+  g_errbuf[g_errlen++] = '\n';
+  g_errbuf[g_errlen] = '\0';
+}
+
+void qs_err_print(const char *text, const char *who) {
+  for (const char *p = text; *p;) {
+    const char *e = strchr(p, '\n');
+    int n = (int)(e ? e - p : (ptrdiff_t)strlen(p));
+    if (n >= 2 && p[0] == ' ' && p[1] == ' ') fprintf(stderr, "%.*s\n", n, p);
+    else if (n > 0) fprintf(stderr, "qshard: error [%s] %.*s\n", who, n, p);
+    p += n + (e ? 1 : 0);
+  }
+  fflush(stderr);
+}
+
 qs_status qs_report(qs_status st, const char *file, int line, const char *func, const char *fmt, ...) {
-  char msg[2048];
+  char msg[2048], buf[2300];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   const char *base = strrchr(file, '/');
+  if (g_defer) {
+    snprintf(buf, sizeof(buf), "%s:%d %s: %s", base ? base + 1 : file, line, func, msg);
+    err_append(buf);
+    return st;
+  }
   fprintf(stderr, "qshard: error [rank %d %s] %s:%d %s: %s\n", g_rank, qs_log_host(),
           base ? base + 1 : file, line, func, msg);
   fflush(stderr);
@@ -113,7 +148,10 @@ qs_status qs_trace(qs_status st, const char *file, int line, const char *func) {
   verbose |= g_debug;
   if (verbose && st != QS_ERR_STOPPED) { // a stop unwinds quietly: it is reported once, where it is handled
     const char *base = strrchr(file, '/');
-    fprintf(stderr, "  from %s:%d %s\n", base ? base + 1 : file, line, func);
+    char buf[512];
+    snprintf(buf, sizeof(buf), "  from %s:%d %s", base ? base + 1 : file, line, func);
+    if (g_defer) err_append(buf);
+    else fprintf(stderr, "%s\n", buf);
   }
   return st;
 }

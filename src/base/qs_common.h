@@ -65,6 +65,14 @@ void qs_log_set_json(int on);
 qs_status qs_report(qs_status st, const char *file, int line, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 qs_status qs_trace(qs_status st, const char *file, int line, const char *func);
+// Errors once in a job of several ranks: with qs_err_defer(1) (cli/main.c, when there are several
+// ranks) qs_report and qs_trace keep their lines in memory instead of printing them; once a command
+// has failed, the ranks settle who prints what (comm.h qs_comm_settle_failure) with qs_err_print:
+// each line of text as "qshard: error [who] line" ("  from" lines as they are).
+void qs_err_defer(int on);
+const char *qs_err_pending(void); // the kept lines, "" if none
+void qs_err_clear(void);
+void qs_err_print(const char *text, const char *who);
 // --debug (every command): qs_trace prints the call chain under each error (also QS_BACKTRACE=1).
 void qs_log_set_debug(int on);
 

@@ -59,10 +59,21 @@ int main(int argc, char **argv) {
   signal(SIGXFSZ, SIG_IGN);
   struct qs_comm *world = NULL;
   if (qs_comm_init(&argc, &argv, &world) != QS_OK) return 1;
+  // Several ranks: errors are printed once, after the command, by qs_comm_settle_failure.
+  if (qs_comm_size(world) > 1) qs_err_defer(1);
   int rc = k_commands[idx].run(world, argc - 1, argv + 1);
-  // A rank that failed alone must not leave its peers blocked in a collective.
-  int ok = rc == 0;
-  if (qs_comm_size(world) > 1 && qs_comm_allreduce_and(world, &ok) == QS_OK && !ok && rc == 0) rc = 1;
+  if (qs_comm_size(world) > 1) {
+    // A failed rank meets the other failed ranks for 10 s (ranks that find the same bad input fail
+    // within moments of each other), else ends the job: a rank that failed alone must not leave its
+    // peers blocked in a collective. A stop by a signal (QS_EXIT_STOPPED) is no failure: every rank
+    // of the stage saved its state and returns it.
+    if (rc != 0 && rc != QS_EXIT_STOPPED) {
+      rc = qs_comm_settle_failure(world, rc, 10.0);
+    } else {
+      int ok = rc == 0;
+      if (qs_comm_allreduce_and(world, &ok) == QS_OK && !ok && rc == 0) rc = 1;
+    }
+  }
   qs_comm_finalize(world);
   return rc;
 }

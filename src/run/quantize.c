@@ -397,8 +397,7 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   }
   if (st != QS_OK) {
     qs_qstate_abort_dir(tmp); // kept when it holds a saved state
-    if (qs_comm_size(world) > 1) qs_comm_abort(world, 1);
-    goto done;
+    goto done; // cli/main.c settles the failure with the other ranks (prints it once, or aborts)
   }
   long long peak = (long long)qs_peak_rss_bytes();
   if (qs_comm_allreduce_max_i64(world, &peak) != QS_OK) goto done;
