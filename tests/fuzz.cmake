@@ -2,7 +2,7 @@
 # see the QS_FUZZ block of the top-level CMakeLists.txt). Not ctest tests: tests/fuzz/run.sh BUILD_DIR
 # DATA_DIR SECONDS seeds and runs each one and replays tests/fuzz/regress/<target>/.
 if(QS_FUZZ)
-  set(QS_FUZZ_TARGETS safetensors config hdf5 gguf vocab state)
+  set(QS_FUZZ_TARGETS safetensors config hdf5 gguf vocab state tokenizer)
   foreach(t ${QS_FUZZ_TARGETS})
     add_executable(fuzz_${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${t}.c)
     target_link_libraries(fuzz_${t} PRIVATE qs_core)

@@ -17,7 +17,7 @@ DATA=$1 OUT=$2 BUILD=${3:-}
 SEP=$'\n--qsfuzz-part--\n' # QS_FUZZ_SEP of fuzz_common.h
 WORK=$OUT/.work
 mkdir -p "$OUT" "$WORK"
-for t in safetensors config hdf5 gguf vocab state; do mkdir -p "$OUT/$t"; done
+for t in safetensors config hdf5 gguf vocab state tokenizer; do mkdir -p "$OUT/$t"; done
 
 # seed TARGET NAME MODE_BYTE FILE...: OUT/TARGET/NAME = mode byte (octal escape, "" for none), then the
 # files joined by SEP.
@@ -277,7 +277,11 @@ EOF
 seed vocab bpe '002' "$WORK/tokenizer.json"
 seed vocab bpe-dir '005' "$WORK/tokenizer.json" "$WORK/bpe_config.json" "$WORK/bpe_model_config.json"
 
+# fuzz_tokenizer reads the same layout as fuzz_vocab (its encoders parse what vocab.c skips: the
+# normalizer and charsmap, the regex, the merges) from the same files
+cp "$OUT"/vocab/* "$OUT/tokenizer/"
+
 rm -rf "$WORK"
-for t in safetensors config hdf5 gguf vocab state; do
+for t in safetensors config hdf5 gguf vocab state tokenizer; do
   echo "seed.sh: $t: $(ls "$OUT/$t" | wc -l) seeds, $(du -sk "$OUT/$t" | cut -f1) KiB"
 done
