@@ -5,7 +5,8 @@
 //   3. the clipped row at shrink 1 is plain RTN (same codes and parameters), and clipping never
 //      raises the row's error (r = 1 is one of the candidates);
 //   4. on stories260K (a real model: shared data), folding scales into a group and its preceding norm
-//      or linear leaves each linear's output unchanged within the float32 bound below.
+//      or linear leaves each linear's output unchanged within the float32 bounds below — q/k/v,
+//      gate/up and down on its layer 0, and o (after v) on the same layer made multi-head.
 #include <string.h>
 
 #include "io/layout.h"
@@ -109,15 +110,14 @@ static void test_clip_row(void) {
 //    |xn_i up_ki|, the products perturbed by one more rounding of w/s): |x'_k s_k - x_k| <=
 //    |silu(gate_k)|·(2Kp + 6)u·U_k, which adds Σ_k that·|w_jk| (+ one rounding of w·s per term).
 // Checked as |y' - y| <= 8u·Σ|x w| + the linear term (twice the roundings counted, for slack).
-static void check_group_outputs(const struct qs_model *m, int g, const float *s, const int32_t *ids, int T) {
-  const struct qs_config *c = &m->cfg;
+// L0: the layer, L1: a copy of it that this folds (config c: the model's, or its MHA variant).
+static void check_group_outputs(const struct qs_model *m, const struct qs_config *c, struct qs_layer *L0x,
+                                struct qs_layer *L1x, int g, const float *s, const int32_t *ids, int T) {
   const struct qs_layout *lay = qs_layout_of(c);
   const struct qs_layout_group *grp = &lay->group[g];
-  struct qs_layer L0 = {0}, L1 = {0};
+  struct qs_layer L0 = *L0x, L1 = *L1x;
   struct qs_fwd ws0, ws1;
   float *x0 = malloc(sizeof(float) * T * c->hidden), *x1 = malloc(sizeof(float) * T * c->hidden);
-  CHECK_EQ_INT(qs_model_load_layer(m, 0, &L0), QS_OK);
-  CHECK_EQ_INT(qs_model_load_layer(m, 0, &L1), QS_OK);
   CHECK_EQ_INT(qs_fwd_init(&ws0, c, 1, T), QS_OK);
   CHECK_EQ_INT(qs_fwd_init(&ws1, c, 1, T), QS_OK);
   CHECK_EQ_INT(qs_layer_fold(&L1, c, (enum qs_group)g, s, QS_DTYPE_F32, NULL), QS_OK);
@@ -132,6 +132,29 @@ static void check_group_outputs(const struct qs_model *m, int g, const float *s,
   CHECK_EQ_INT(K0, K1);
   // down: the per-channel error bound of its input after up's rows were divided by s
   double *ein = calloc((size_t)T * K0, sizeof(double));
+  if (g == QS_GROUP_O) {
+    // o reads softmax-weighted sums of v over positions <= t (weights >= 0, summing to 1): each v_k
+    // as the up_k above, plus the two attention sums' own roundings, (t+3)u·max|v_k| each
+    const struct qs_linear *v = &L0.v;
+    double *V = calloc((size_t)T * K0, sizeof(double)), *va = calloc((size_t)T * K0, sizeof(double));
+    for (int t = 0; t < T; t++)
+      for (int k = 0; k < K0; k++) {
+        double U = 0, y = 0;
+        for (int i = 0; i < v->n_in; i++) {
+          U += fabs((double)ws0.xn[t * v->n_in + i] * v->w[k * v->n_in + i]);
+          y += (double)ws0.xn[t * v->n_in + i] * v->w[k * v->n_in + i];
+        }
+        V[t * K0 + k] = U, va[t * K0 + k] = fabs(y);
+      }
+    for (int t = 0; t < T; t++)
+      for (int k = 0; k < K0; k++) {
+        double mU = 0, mv = 0;
+        for (int p = 0; p <= t; p++) mU = fmax(mU, V[p * K0 + k]), mv = fmax(mv, va[p * K0 + k]);
+        ein[t * K0 + k] = (2.0 * v->n_in + 6) * k_u * mU + 2.0 * (t + 3) * k_u * mv;
+      }
+    free(V);
+    free(va);
+  }
   if (g == QS_GROUP_DOWN) {
     const struct qs_linear *up = &L0.up, *gate = &L0.gate;
     for (int t = 0; t < T; t++)
@@ -167,8 +190,6 @@ static void check_group_outputs(const struct qs_model *m, int g, const float *s,
   printf("  group %d (%s): worst |y' - y| at %.2f of its bound\n", g, grp->input, worst);
   qs_fwd_free(&ws0);
   qs_fwd_free(&ws1);
-  qs_layer_free(&L0);
-  qs_layer_free(&L1);
   free(x0);
   free(x1);
 }
@@ -196,11 +217,57 @@ static void test_fold_stories(void) {
     qs_layout_shape(&m.cfg, (enum qs_lin)lay->group[g].first, &n_out, &K, &bias);
     float *s = malloc(sizeof(float) * K);
     for (int k = 0; k < K; k++) s[k] = 0.25f + 1.75f * (frand() + 1.0f); // [0.25, 3.75]: far from 1
-    check_group_outputs(&m, g, s, ids, 24);
+    struct qs_layer L0 = {0}, L1 = {0};
+    CHECK_EQ_INT(qs_model_load_layer(&m, 0, &L0), QS_OK);
+    CHECK_EQ_INT(qs_model_load_layer(&m, 0, &L1), QS_OK);
+    CHECK_EQ_INT(qs_layer_fold(&L1, &m.cfg, (enum qs_group)g, s, QS_DTYPE_F32, NULL), QS_OK);
+    check_group_outputs(&m, &m.cfg, &L0, &L1, g, s, ids, 24);
+    qs_layer_free(&L0);
+    qs_layer_free(&L1);
     free(s);
     checked++;
   }
   CHECK_EQ_INT(checked, 3); // stories260K: q/k/v, gate/up, down (GQA: no v -> o fold)
+  // v -> o needs every head to read its own v head: the same layer as multi-head attention (each KV
+  // head repeated for the query heads that share it, the same function), where o's scales fold into v
+  struct qs_config mha = m.cfg;
+  mha.n_kv_heads = mha.n_heads;
+  CHECK_EQ_INT(qs_layout_prev_lin(lay, &mha, QS_GROUP_O), QS_LIN_V);
+  CHECK_EQ_INT(qs_layout_prev_lin(lay, &m.cfg, QS_GROUP_O), -1);
+  struct qs_layer L0 = {0}, L1 = {0};
+  CHECK_EQ_INT(qs_model_load_layer(&m, 0, &L0), QS_OK);
+  const int D = m.cfg.head_dim, rep = m.cfg.n_heads / m.cfg.n_kv_heads, hid = m.cfg.hidden;
+  struct qs_linear *kv[2] = {&L0.k, &L0.v};
+  for (int j = 0; j < 2; j++) {
+    float *w = malloc(sizeof(float) * (size_t)mha.n_heads * D * hid);
+    for (int h = 0; h < mha.n_heads; h++)
+      memcpy(w + (size_t)h * D * hid, kv[j]->w + (size_t)(h / rep) * D * hid, sizeof(float) * D * hid);
+    free(kv[j]->w);
+    kv[j]->w = w;
+    kv[j]->n_out = mha.n_heads * D;
+  }
+  L1 = L0;
+  float *copies[QS_LIN_COUNT + 2];
+  for (int i = 0; i < QS_LIN_COUNT; i++) { // a deep copy of L0's weights for L1
+    size_t n = (size_t)L0.lin[i].n_out * L0.lin[i].n_in;
+    copies[i] = malloc(sizeof(float) * n);
+    memcpy(copies[i], L0.lin[i].w, sizeof(float) * n);
+    L1.lin[i].w = copies[i];
+    L1.lin[i].b = NULL;
+  }
+  copies[QS_LIN_COUNT] = L1.attn_norm = malloc(sizeof(float) * hid);
+  copies[QS_LIN_COUNT + 1] = L1.mlp_norm = malloc(sizeof(float) * hid);
+  memcpy(L1.attn_norm, L0.attn_norm, sizeof(float) * hid);
+  memcpy(L1.mlp_norm, L0.mlp_norm, sizeof(float) * hid);
+  int K = L0.o.n_in;
+  float *s = malloc(sizeof(float) * K);
+  for (int k = 0; k < K; k++) s[k] = 0.25f + 1.75f * (frand() + 1.0f);
+  CHECK_EQ_INT(qs_layer_fold(&L1, &mha, QS_GROUP_O, s, QS_DTYPE_F32, NULL), QS_OK);
+  CHECK(L1.v.w[0] != L0.v.w[0] && L1.o.w[0] != L0.o.w[0]); // both sides of the fold changed
+  check_group_outputs(&m, &mha, &L0, &L1, QS_GROUP_O, s, ids, 24);
+  for (int i = 0; i < QS_LIN_COUNT + 2; i++) free(copies[i]);
+  free(s);
+  qs_layer_free(&L0);
   qs_model_close(&m);
 }
 
