@@ -201,6 +201,9 @@ static qs_status llama2c_init(struct llama2c **out, const struct qs_vocab *v) {
   struct llama2c *l = NULL;
   QS_ALLOC(l, 1);
   l->n = v->n_tokens;
+  // a byte with no token of its own is encoded as id byte + 3 (llama2.c's <0x00>..<0xFF>)
+  if (l->n < 259)
+    QS_FAIL(QS_ERR_FORMAT, "%s: %d tokens, but llama2.c's byte tokens <0x00>..<0xFF> are ids 3..258", v->source, l->n);
   QS_ALLOC(l->raw, l->n);
   QS_ALLOC(l->len, l->n);
   QS_ALLOC(l->scores, l->n);
