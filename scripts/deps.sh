@@ -5,7 +5,7 @@
 # PCRE2 (the pre-tokenizer regex of byte-level BPE tokenizers, for qshard calib / --calib-text) likewise;
 # clang (with its libFuzzer runtime) builds the fuzz harnesses of tests/fuzz.
 set -euo pipefail
-pkgs=(build-essential libopenmpi-dev openmpi-bin libhdf5-dev libopenblas-dev liblapacke-dev libjansson-dev
+pkgs=(build-essential libopenmpi-dev openmpi-bin libhdf5-dev libopenblas-dev liblapacke-dev libjansson-dev libssl-dev
       pkg-config cmake python3-venv libprotobuf-c-dev protobuf-c-compiler libpcre2-dev clang)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

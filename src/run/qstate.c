@@ -13,6 +13,7 @@
 
 #include "base/stop.h"
 #include "comm.h"
+#include "io/manifest.h"
 #include "quant/record.h"
 #include "run/progress.h"
 #include "run/saver.h"
@@ -311,9 +312,15 @@ qs_status qs_qstate_open_layer(const struct qs_qstate *st, int l, struct qs_st_f
 qs_status qs_qstate_check_layers(const struct qs_qstate *st, const struct qs_qrun *run, int from, int to) {
   qs_status status = QS_OK;
   struct qs_st_file f = {0};
-  int open = 0;
-  char name[256];
+  int open = 0, bad = 0;
+  char name[256], dir[4096];
   for (int l = from; l < to; l++) {
+    // the layer's file as it was written (its manifest, written when the state that names it was saved)
+    layer_dir(st, l, dir);
+    if (qs_manifest_available()) {
+      QS_TRY(qs_manifest_verify(dir, 1, &bad));
+      if (bad) QS_FAIL(QS_ERR_FORMAT, "%s: the saved layer's file changed since it was written (see above)", dir);
+    }
     QS_TRY(qs_qstate_open_layer(st, l, &f));
     open = 1;
     for (int i = 0; i < run->n_reports; i++) {
@@ -350,6 +357,30 @@ fail:
   return status;
 }
 
+// The SHA-256 of an x file in "<x file>.sha256" (sha256sum's format), written after the file, or
+// checked before it is read (a file changed since it was saved is refused).
+static qs_status x_digest(const char *path, int write) {
+  qs_status status = QS_OK;
+  char hex[65], side[4200], line[4400], *was = NULL;
+  uint64_t bytes = 0;
+  size_t n = 0;
+  const char *base = strrchr(path, '/');
+  snprintf(side, sizeof(side), "%s.sha256", path);
+  QS_TRY(qs_sha256_file(path, hex, &bytes));
+  snprintf(line, sizeof(line), "%s  %s\n", hex, base ? base + 1 : path);
+  if (write) {
+    QS_TRY(qs_file_write_all(side, line, strlen(line)));
+  } else {
+    QS_TRY(qs_file_read_all(side, &was, &n));
+    if (strcmp(was, line))
+      QS_FAIL(QS_ERR_FORMAT, "%s: its SHA-256 is %s, not the %.64s recorded when it was saved; use --force to start "
+              "over", path, hex, was);
+  }
+fail:
+  free(was);
+  return status;
+}
+
 // Every rank: its residual stream after `completed` layers between the engine and its x file
 // (write: engine -> file; else file -> engine).
 static qs_status x_transfer(struct qs_qstate *st, struct qs_qrun *run, int completed, int write) {
@@ -364,7 +395,9 @@ static qs_status x_transfer(struct qs_qstate *st, struct qs_qrun *run, int compl
   if (write) {
     QS_TRY(run->engine->get_x(run->engine, run, x));
     QS_TRY(qs_qstate_h5_write_x(path, &id, x));
+    if (qs_manifest_available()) QS_TRY(x_digest(path, 1));
   } else {
+    if (qs_manifest_available()) QS_TRY(x_digest(path, 0));
     QS_TRY(qs_qstate_h5_read_x(path, &id, x));
     QS_TRY(run->engine->set_x(run->engine, run, x));
   }
@@ -507,15 +540,22 @@ static qs_status save(struct qs_qstate *st, struct qs_qrun *run) {
   ok = !needs_x(run, c) || x_transfer(st, run, c, 1) == QS_OK;
   QS_TRY(qs_comm_allreduce_and(run->data, &ok)); // every rank's file is in place (or one failed)
   if (!ok) QS_FAIL(QS_ERR_IO, "%s: state not saved: a rank could not write its activations (see above)", st->dir);
-  if (qs_comm_rank(run->data) == 0) { // the stage leader: the stage's state file
-    char *sf = stage_state_file(st->partial, run->grid);
+  if (qs_comm_rank(run->data) == 0) { // the stage leader: the layers' manifests, then the stage's state file
+    for (int l = QS_MAX(st->saved, run->grid->l0); mine == QS_OK && l < c && qs_manifest_available(); l++) {
+      layer_dir(st, l, path);
+      mine = qs_manifest_write(path);
+    }
+    char *sf = mine == QS_OK ? stage_state_file(st->partial, run->grid) : NULL;
     while (nr < run->n_reports && run->reports[nr].layer < c) nr++;
-    mine = sf ? qs_qstate_h5_write_state(sf, c, run->m->cfg.n_layers, P, st->fp, run->reports, nr) : QS_ERR_OOM;
+    if (mine == QS_OK)
+      mine = sf ? qs_qstate_h5_write_state(sf, c, run->m->cfg.n_layers, P, st->fp, run->reports, nr) : QS_ERR_OOM;
     free(sf);
   }
   QS_TRY(agree(run->data, mine));
   if (needs_x(run, st->saved) && st->saved != c) { // no state names the previous files any more
     x_file(st, st->saved, rank, P, path);
+    if (unlink(path) != 0 && errno != ENOENT) qs_log(QS_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+    strncat(path, ".sha256", sizeof(path) - strlen(path) - 1);
     if (unlink(path) != 0 && errno != ENOENT) qs_log(QS_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
   }
   st->saved = c;

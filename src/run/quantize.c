@@ -17,6 +17,7 @@
 #include "comm.h"
 #include "io/calib.h"
 #include "io/calib_text.h"
+#include "io/manifest.h"
 #include "io/outdir.h"
 #include "model/device.h"
 #include "formats/gguf.h"
@@ -347,6 +348,7 @@ static qs_status quantize_run(struct qs_qrun *run, const char *tmp) {
     ej = NULL;
     QS_TRY(write_report(run, tmp, seconds, e));
     QS_TRY(qs_qstate_finish(run->state)); // the outputs are complete: the state goes
+    QS_TRY(qs_manifest_write(tmp));       // last: every file's size and SHA-256 (qshard verify)
   }
 fail:
   json_decref(ej);
