@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The engines' own packages load qshard's outputs (tests/py/hf_client.py, label python): on
 # gutenberg28M, transformers + compressed-tensors load the compressed-tensors output — 4-bit g128 and
-# 8-bit per-channel, symmetric and asymmetric, act-order (static groups) — and transformers +
+# 8-bit per-channel asymmetric, act-order (static groups) — and transformers +
 # optimum + gptqmodel (its pure-torch kernel) the GPTQ v1 output; each is checked to be loaded for
 # real (every stored tensor in place, the layers replaced by the backend's quantized modules) and
 # its perplexity on the first windows of wikitext2_test must equal `qshard eval` of the same
@@ -44,9 +44,8 @@ q() { # name quantize-options...
 echo "== compressed-tensors (transformers + compressed-tensors)"
 q ct4 --bits 4 --group-size 128 --format compressed-tensors
 client "$T/ct4" compressed-tensors float32 1e-5
-client "$T/ct4" compressed-tensors bfloat16 5e-3
-q ct8 --bits 8 --group-size -1 --format compressed-tensors
-client "$T/ct8" compressed-tensors float32 1e-5
+# (bf16 loading: the AWQ client below; 8-bit per-channel: the asymmetric run, whose symmetric twin
+# differs only in the zero points that 4-bit sym/asym above already cover — both cut for CI time)
 q ct8a --bits 8 --group-size -1 --asym --format compressed-tensors
 client "$T/ct8a" compressed-tensors float32 1e-5
 # (4-bit g128 asymmetric compressed-tensors is the second output of the next run.)
