@@ -15,3 +15,6 @@ qs_add_sh_test(test_llama_client py/llama_client.sh LABELS python data mpi)
 qs_add_c_test(test_ggml_gptq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ggml_gptq.c LABELS unit)
 # AWQ end to end (CPU): -np 1/2/4 identity, the AWQ GEMM config, quality against RTN, --resume.
 qs_add_sh_test(test_awq_run test_awq_run.sh LABELS mpi data)
+# Numerically hostile models (issue 16): NaN/Inf weights, overflowing activations, zero rows/columns,
+# dead and constant inputs; named errors or finite, zero-preserving outputs for every method.
+qs_add_sh_test(test_hostile test_hostile.sh LABELS mpi data)

@@ -8,7 +8,8 @@
 // qs_gptq_quantize_rows bit for bit against a literal port of the reference loop, GPTQ beating RTN
 // on correlated inputs, GPTQ == RTN for H = I, g_idx / scales consistency with Q (scales are float
 // values exactly representable in fp16; the checkpoint stores qs_f32_to_f16 of them), row-split bit
-// identity, dead columns, damping raises, ragged groups, and GPTQ -> qs_gptq_pack -> unpack
+// identity, dead columns, damping raises and the RTN fallback of the method rows when no damping
+// factorizes H, ragged groups, and GPTQ -> qs_gptq_pack -> unpack
 // reproducing Q exactly. Act-order modes: QS_ACT_ORDER_STATIC (groups on the original columns) and
 // QS_ACT_ORDER_GROUP (groups over quantization positions).
 #include <cblas.h>
@@ -583,6 +584,67 @@ static void test_damping(void) {
   free(H);
 }
 
+// The method rows (gptq, awq+gptq) on H = I - 20 v v^T (|v| = 1), which no damping factorizes
+// (eigenvalue -19; mean diagonal 1 - 20/K = 0.69, so the last try adds only 6.9): prep reports the
+// RTN fallback with every raise tried, and the rows, codes, scales, zeros and g_idx are RTN's bit
+// for bit (contiguous groups even with act-order asked); qs_gptq_prep_try_init factors a positive
+// definite H (factored = 1). A non-finite H is an error (QS_ERR_NUMERIC), never the fallback.
+static void test_damping_fallback(void) {
+  enum { N = 8, K = 64, G = 2 };
+  float v[K], *H = malloc(sizeof(float) * K * K), W[N * K];
+  fill_gauss(v, K, 1.0f);
+  fill_gauss(W, N * K, 0.02f);
+  double nv = 0.0;
+  for (int k = 0; k < K; k++) nv += (double)v[k] * v[k];
+  for (int i = 0; i < K; i++)
+    for (int j = 0; j < K; j++) H[i * K + j] = (i == j) - 20.0f * v[i] * v[j] / (float)nv;
+  const char *names[] = {"gptq", "awq+gptq"};
+  for (int m = 0; m < 2; m++)
+    for (int act = 0; act < 2; act++) {
+      const struct qs_method *meth = qs_method_find(names[m]);
+      struct qs_qopts o = qs_qopts_default();
+      o.grid.group_size = 32;
+      o.act_order = act ? QS_ACT_ORDER_GROUP : QS_ACT_ORDER_NONE;
+      struct result g = result_new(N, K, G), r = result_new(N, K, G);
+      struct qs_qprep_info info = {0};
+      void *state = NULL;
+      CHECK(meth != NULL);
+      if (!meth) continue;
+      CHECK(meth->prep(&o, H, K, "test.fallback", &state, &info) == QS_OK);
+      CHECK(info.rtn_fallback == 1 && info.damp_raises == QS_GPTQ_DAMP_RAISES);
+      CHECK_CLOSE(info.damp, 10.0, 0.0, 1e-6); // 0.01 x 10^3 in float: the last damping tried
+      memcpy(g.Q, W, sizeof(W));
+      struct qs_qrows rows = result_rows(&g, 0, K, G);
+      CHECK(state && meth->rows(state, g.Q, N, 0, &rows) == QS_OK);
+      if (state) meth->group_map(state, g.g_idx);
+      meth->free(state);
+      o.act_order = QS_ACT_ORDER_NONE;
+      memcpy(r.Q, W, sizeof(W));
+      CHECK(run_rtn(r.Q, N, K, &o, r.codes, r.scales, r.zeros) == QS_OK);
+      CHECK(result_same(&g, &r, N, K, G));
+      int contiguous = 1;
+      for (int k = 0; k < K; k++) contiguous &= g.g_idx[k] == k / 32;
+      CHECK(contiguous);
+      result_free(&g), result_free(&r);
+    }
+  // positive definite: factored, no fallback
+  struct qs_gptq_prep prep;
+  struct qs_qopts o = qs_qopts_default();
+  int factored = -1;
+  for (int i = 0; i < K; i++)
+    for (int j = 0; j < K; j++) H[i * K + j] = (i == j) + 0.5f * v[i] * v[j] / (float)nv;
+  CHECK(qs_gptq_prep_try_init(&prep, H, K, &o, "test.pd", &factored) == QS_OK && factored == 1);
+  CHECK(prep.U != NULL && prep.damp_raises == 0);
+  qs_gptq_prep_free(&prep);
+  // non-finite: the error, from the method row too
+  H[3 * K + 5] = NAN;
+  void *state = NULL;
+  struct qs_qprep_info info = {0};
+  CHECK(qs_gptq_prep_try_init(&prep, H, K, &o, "test.nan", &factored) == QS_ERR_NUMERIC);
+  CHECK(qs_method_find("gptq")->prep(&o, H, K, "test.nan", &state, &info) == QS_ERR_NUMERIC && state == NULL);
+  free(H);
+}
+
 // GPTQ -> pack -> unpack_dequant reproduces Q bit for bit (the checkpoint is what was optimized).
 static void test_checkpoint_roundtrip(void) {
   enum { N = 64, K = 256, NTOK = 512 };
@@ -624,6 +686,7 @@ int main(void) {
   test_gptq_beats_rtn();
   test_identity_is_rtn();
   test_damping();
+  test_damping_fallback();
   test_checkpoint_roundtrip();
   return qs_test_finish("test_gptq");
 }

@@ -146,8 +146,10 @@ static void qs_gptq_prep_gather(const struct qs_gptq_prep *prep, const float *H,
 }
 
 // Factorize with damping `frac` of mean(diag H), raising it x10 (from 1e-3 when 0 was asked) up to
-// three times when H + damp I is not positive definite (e.g. too few calibration tokens).
-static qs_status qs_gptq_prep_factor(struct qs_gptq_prep *prep, const float *H, const char *name) {
+// QS_GPTQ_DAMP_RAISES times when H + damp I is not positive definite (e.g. too few calibration
+// tokens). When the last raise fails too: with factored == NULL a QS_ERR_NUMERIC naming the module,
+// else *factored = 0 and QS_OK, nothing printed (the caller falls back; U is then meaningless).
+static qs_status qs_gptq_prep_factor(struct qs_gptq_prep *prep, const float *H, const char *name, int *factored) {
   qs_status status = QS_OK;
   int64_t K = prep->K;
   double sum = 0.0;
@@ -160,6 +162,11 @@ static qs_status qs_gptq_prep_factor(struct qs_gptq_prep *prep, const float *H, 
     if (info < 0) QS_FAIL(QS_ERR_INTERNAL, "%s: LAPACK argument %d invalid", name, -info);
     if (info == 0) break;
     float next = qs_gptq_damp_next(frac);
+    if (attempt == QS_GPTQ_DAMP_RAISES && factored) {
+      prep->damp_used = frac;
+      *factored = 0;
+      return QS_OK;
+    }
     if (attempt == QS_GPTQ_DAMP_RAISES)
       QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian not positive definite even with damp %g of mean diag %g "
               "(leading minor %d); more calibration data is needed", name, (double)frac, (double)mean, info);
@@ -168,6 +175,7 @@ static qs_status qs_gptq_prep_factor(struct qs_gptq_prep *prep, const float *H, 
     frac = next;
     prep->damp_raises++;
   }
+  if (factored) *factored = 1;
   qs_gptq_reverse(prep->U, (size_t)K * K);
   prep->damp_used = frac;
   for (int64_t k = 0; k < K; k++) {
@@ -180,8 +188,9 @@ fail:
   return status;
 }
 
-qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
-                            const struct qs_qopts *opts, const char *name) {
+// qs_gptq_prep_init (factored == NULL) and qs_gptq_prep_try_init.
+static qs_status qs_gptq_prep_init_impl(struct qs_gptq_prep *prep, const float *H, int64_t K,
+                                        const struct qs_qopts *opts, const char *name, int *factored) {
   qs_status status = QS_OK;
   memset(prep, 0, sizeof(*prep));
   QS_TRY(qs_qopts_check(opts, K, name));
@@ -193,8 +202,13 @@ qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K
       QS_FAIL(QS_ERR_UNSUPPORTED, "%s: --act-order with llama.cpp's block grids is not built", name);
   }
   if (K > INT_MAX) QS_FAIL(QS_ERR_UNSUPPORTED, "%s: K = %lld columns is too large", name, (long long)K);
+  // A non-finite H is an error, never a fallback: no damping makes it positive definite, and it
+  // means the calibration activations are NaN/Inf or overflow fp32 in X^T X (the CPU engine reports
+  // that earlier, naming the layer's input: run/engine_cpu.c).
   for (size_t i = 0; i < (size_t)K * K; i++)
-    if (!isfinite(H[i])) QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian entry %zu is %g", name, i, (double)H[i]);
+    if (!isfinite(H[i]))
+      QS_FAIL(QS_ERR_NUMERIC, "%s: Hessian H[%lld, %lld] = %g is not finite (its calibration inputs are NaN/Inf or "
+              "overflow float32)", name, (long long)(i / (size_t)K), (long long)(i % (size_t)K), (double)H[i]);
   prep->K = K;
   prep->opts = *opts;
   if (prep->opts.block_size <= 0) prep->opts.block_size = 128;
@@ -215,11 +229,31 @@ qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K
         prep->imp[k] = v ? v[k] : qs_imatrix_sum2_from_hessian(H[k * K + k], opts->imp_count) / opts->imp_count;
     }
   }
-  QS_TRY(qs_gptq_prep_factor(prep, H, name));
+  QS_TRY(qs_gptq_prep_factor(prep, H, name, factored));
+  if (factored && !*factored) { // keep what the report needs, free the rest
+    float damp = prep->damp_used;
+    int raises = prep->damp_raises;
+    qs_gptq_prep_free(prep);
+    prep->K = K;
+    prep->opts = *opts;
+    prep->damp_used = damp;
+    prep->damp_raises = raises;
+  }
   return QS_OK;
 fail:
   qs_gptq_prep_free(prep);
   return status;
+}
+
+qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
+                            const struct qs_qopts *opts, const char *name) {
+  return qs_gptq_prep_init_impl(prep, H, K, opts, name, NULL);
+}
+
+qs_status qs_gptq_prep_try_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
+                                const struct qs_qopts *opts, const char *name, int *factored) {
+  *factored = 0;
+  return qs_gptq_prep_init_impl(prep, H, K, opts, name, factored);
 }
 
 void qs_gptq_prep_free(struct qs_gptq_prep *prep) {
@@ -506,32 +540,60 @@ fail:
 }
 
 // ---- the method row (method.h) ---------------------------------------------------------------------
+//
+// Fallback: when H + damp I is still not positive definite after the last damping raise (damp.h),
+// the group's modules are quantized by RTN (qs_method_rtn: qs_grid_quantize_row_ref on each row,
+// contiguous groups, no loss) and prep says so (info->rtn_fallback; the pipeline warns and reports
+// damp -1). That cannot come from a Hessian 2/n X^T X of finite inputs in exact arithmetic (it is
+// PSD, and the last attempt adds 10x (damp 0: 1x) its mean diagonal), but fp32 rounding, a Hessian
+// from other hands (the method API takes any symmetric H) or a future one from low-precision
+// products can be indefinite; quantizing the module plainly beats stopping a long run. A
+// non-finite H is never a fallback: it is the error of qs_gptq_prep_init.
+
+extern const struct qs_method qs_method_rtn;
+
+struct gptq_state {
+  struct qs_gptq_prep prep; // factored, unless rtn is set
+  void *rtn;                // qs_method_rtn's state of the fallback, or NULL
+};
+
+static void gptq_free(void *state) {
+  struct gptq_state *s = state;
+  if (!s) return;
+  qs_gptq_prep_free(&s->prep);
+  if (s->rtn) qs_method_rtn.free(s->rtn);
+  free(s);
+}
 
 static qs_status gptq_prep(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
                            struct qs_qprep_info *info) {
   qs_status status = QS_OK;
-  struct qs_gptq_prep *prep = NULL;
+  struct gptq_state *s = NULL;
+  struct qs_qprep_info rtn_info;
+  int factored = 0;
   if (!H) QS_FAIL(QS_ERR_ARG, "%s: gptq needs the Hessian of calibration data", name);
-  QS_ALLOC(prep, 1);
-  QS_TRY(qs_gptq_prep_init(prep, H, K, o, name));
-  *info = (struct qs_qprep_info){.damp = prep->damp_used, .damp_raises = prep->damp_raises};
-  *state = prep;
+  QS_ALLOC(s, 1);
+  QS_TRY(qs_gptq_prep_try_init(&s->prep, H, K, o, name, &factored));
+  if (!factored) QS_TRY(qs_method_rtn.prep(o, H, K, name, &s->rtn, &rtn_info));
+  *info = (struct qs_qprep_info){.damp = s->prep.damp_used, .damp_raises = s->prep.damp_raises,
+                                 .rtn_fallback = !factored};
+  *state = s;
   return QS_OK;
 fail:
-  free(prep);
+  gptq_free(s);
   return status;
 }
 
 static qs_status gptq_rows(const void *state, float *W, int64_t nrows, int64_t row0, const struct qs_qrows *out) {
-  return qs_gptq_quantize_rows(state, W, nrows, row0, out);
+  const struct gptq_state *s = state;
+  if (s->rtn) return qs_method_rtn.rows(s->rtn, W, nrows, row0, out);
+  return qs_gptq_quantize_rows(&s->prep, W, nrows, row0, out);
 }
 
-static void gptq_group_map(const void *state, int32_t *g_idx) { qs_gptq_g_idx(state, g_idx); }
-
-static void gptq_free(void *state) {
-  if (!state) return;
-  qs_gptq_prep_free(state);
-  free(state);
+static void gptq_group_map(const void *state, int32_t *g_idx) {
+  const struct gptq_state *s = state;
+  if (s->rtn) qs_method_rtn.group_map(s->rtn, g_idx);
+  else qs_gptq_g_idx(&s->prep, g_idx);
 }
 
 QS_METHOD_CUDA_DECL(gptq);

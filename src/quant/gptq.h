@@ -67,6 +67,13 @@ struct qs_gptq_prep {
 // H: [K, K] row-major symmetric (not modified). `name` (module) is used in messages. Damping as above.
 qs_status qs_gptq_prep_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
                             const struct qs_qopts *opts, const char *name);
+// As qs_gptq_prep_init, except when H + damp I is still not positive definite after the last
+// damping raise (damp.h): then QS_OK with *factored = 0, nothing printed, and only K, opts,
+// damp_used (the last damping tried) and damp_raises set (no factor: the caller must not quantize
+// with it; the method row falls back to RTN, gptq.c). *factored = 1 otherwise. A non-finite H and
+// every other failure are errors as in qs_gptq_prep_init.
+qs_status qs_gptq_prep_try_init(struct qs_gptq_prep *prep, const float *H, int64_t K,
+                                const struct qs_qopts *opts, const char *name, int *factored);
 void qs_gptq_prep_free(struct qs_gptq_prep *prep);
 int64_t qs_gptq_n_groups(const struct qs_gptq_prep *prep);
 // g_idx [K] per FORMATS §2.4: k/gs, or with act-order non-static (position of k in perm)/gs.

@@ -68,8 +68,9 @@ struct qs_qrows {
 
 // What prep reports for the module lines (damping actually used).
 struct qs_qprep_info {
-  float damp;      // damping fraction that factorized (GPTQ), 0 otherwise
-  int damp_raises; // times it was raised x10
+  float damp;       // damping fraction that factorized (GPTQ), 0 otherwise
+  int damp_raises;  // times it was raised x10
+  int rtn_fallback; // 1: no damping factorized H (GPTQ, quant/gptq.c): the rows are RTN's
 };
 
 enum {

@@ -28,10 +28,80 @@ struct cpu_engine {
   const struct qs_qrun *run;
 };
 
+// QS_ERR_NUMERIC naming the tensor and the element when x [rows, cols] (cols 0: a vector of rows)
+// holds a NaN or an Inf: a checkpoint value no method can quantize, and which would otherwise be
+// copied into (or spread through) the output.
+static qs_status check_finite(const float *x, int64_t rows, int64_t cols, const char *tensor) {
+  qs_status status = QS_OK;
+  const int64_t n = rows * (cols > 0 ? cols : 1);
+  for (int64_t i = 0; i < n; i++) {
+    if (isfinite(x[i])) continue;
+    if (cols > 0)
+      QS_FAIL(QS_ERR_NUMERIC, "%s[%lld, %lld] = %g: the checkpoint holds a non-finite value", tensor,
+              (long long)(i / cols), (long long)(i % cols), (double)x[i]);
+    QS_FAIL(QS_ERR_NUMERIC, "%s[%lld] = %g: the checkpoint holds a non-finite value", tensor, (long long)i,
+            (double)x[i]);
+  }
+fail:
+  return status;
+}
+
+// Every tensor of layer l (linears, biases, norms) finite, before any forward or method reads it:
+// the error names the weight, not whatever activation or Hessian it would have spoiled first.
+static qs_status check_layer(const struct qs_qrun *run, int l, const struct qs_layer *L) {
+  qs_status status = QS_OK;
+  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
+  char path[160], name[192];
+  for (int i = 0; i < QS_LIN_COUNT; i++) {
+    const struct qs_linear *lin = &L->lin[i];
+    qs_layout_module_path(lay, l, (enum qs_lin)i, path, sizeof(path));
+    snprintf(name, sizeof(name), "%s.weight", path);
+    QS_TRY(check_finite(lin->w, lin->n_out, lin->n_in, name));
+    snprintf(name, sizeof(name), "%s.bias", path);
+    if (lin->b) QS_TRY(check_finite(lin->b, lin->n_out, 0, name));
+  }
+  snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", l);
+  QS_TRY(check_finite(L->attn_norm, run->m->cfg.hidden, 0, name));
+  snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", l);
+  QS_TRY(check_finite(L->mlp_norm, run->m->cfg.hidden, 0, name));
+fail:
+  return status;
+}
+
 static qs_status cpu_load(struct qs_qengine *e, struct qs_qrun *run, int l) {
+  qs_status status = QS_OK;
   struct cpu_engine *c = (struct cpu_engine *)e;
   qs_layer_free(&c->L);
-  return qs_model_load_layer(run->m, l, &c->L);
+  QS_TRY(qs_model_load_layer(run->m, l, &c->L));
+  QS_TRY(check_layer(run, l, &c->L));
+fail:
+  return status;
+}
+
+// QS_ERR_NUMERIC naming the layer and the group's input when the finished H [K, K] holds a NaN or
+// an Inf: a calibration activation is NaN/Inf, or large enough that X^T X overflows float32 (a huge
+// norm weight, an exploding residual). Every rank holds the same H (a fixed tree sum), so every rank
+// fails here together. The first non-finite diagonal names the input channel (|H[i,j]| <=
+// sqrt(H[i,i] H[j,j]) for X^T X, so a finite diagonal with a non-finite entry elsewhere is unexpected,
+// and reported as the entry).
+static qs_status check_hessian(const struct qs_qrun *run, enum qs_group g, const float *H, int K) {
+  qs_status status = QS_OK;
+  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
+  const struct qs_layout_group *grp = &lay->group[g];
+  char mods[256] = "";
+  for (int i = grp->first; i < grp->first + grp->count; i++)
+    snprintf(mods + strlen(mods), sizeof(mods) - strlen(mods), "%s%s", i > grp->first ? ", " : "", lay->lin_name[i]);
+  for (int k = 0; k < K; k++)
+    if (!isfinite(H[(size_t)k * K + k]))
+      QS_FAIL(QS_ERR_NUMERIC, "layer %d, %s (the input of %s): calibration activations are NaN/Inf or overflow "
+              "float32 in X^T X (channel %d: H[%d, %d] = %g); check the model's norm and embedding weights for "
+              "huge values", run->layer, grp->input, mods, k, k, k, (double)H[(size_t)k * K + k]);
+  for (size_t i = 0; i < (size_t)K * K; i++)
+    if (!isfinite(H[i]))
+      QS_FAIL(QS_ERR_NUMERIC, "layer %d, %s: the Hessian of the calibration activations has H[%lld, %lld] = %g",
+              run->layer, grp->input, (long long)(i / (size_t)K), (long long)(i % (size_t)K), (double)H[i]);
+fail:
+  return status;
 }
 
 // Leaf of the Hessian tree: X_s^T X_s of calibration sample s (upper triangle).
@@ -55,6 +125,7 @@ static qs_status cpu_hessian(struct qs_qengine *e, struct qs_qrun *run, enum qs_
   QS_ALLOC(*H, (size_t)c->K * (size_t)c->K);
   QS_TRY(qs_comm_treesum_f32(run->data, run->n_samples, (size_t)c->K * (size_t)c->K, hessian_leaf, c, *H));
   QS_TRY(qs_gptq_hessian_finalize(*H, c->K, run->n_samples));
+  QS_TRY(check_hessian(run, g, *H, c->K));
   return QS_OK;
 fail:
   free(*H);
@@ -381,6 +452,11 @@ qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, s
                                 .module = cpu_module, .stats = cpu_stats,
                                 .scale_error = cpu_scale_error, .fold = cpu_fold, .finish = cpu_finish, .get_x = cpu_get_x, .set_x = cpu_set_x,
                                 .device_peak = cpu_device_peak, .free = cpu_free};
+  // the tensors outside the layers: the output copies them, the calibration forward reads them
+  if (run->m->embed) QS_TRY(check_finite(run->m->embed, run->m->cfg.vocab, hidden, "model.embed_tokens.weight"));
+  if (run->m->norm) QS_TRY(check_finite(run->m->norm, hidden, 0, "model.norm.weight"));
+  if (run->m->lm_head && run->m->lm_head != run->m->embed)
+    QS_TRY(check_finite(run->m->lm_head, run->m->cfg.vocab, hidden, "lm_head.weight"));
   if (cal) {
     if (cal->n < P)
       QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d (data) ranks: need at least one per rank", cal->n, P);

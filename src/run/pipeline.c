@@ -154,14 +154,18 @@ static qs_status group(struct qs_qrun *run, enum qs_group g, const struct layer_
       qs_layout_module_path(lay, run->layer, (enum qs_lin)i, name, sizeof(name));
       QS_TRY(e->prep(e, run, &o, H, n_in, name, &state, &info));
       o_prep = o;
-      if (info.damp_raises && qs_comm_rank(run->data) == 0) // each stage's leader: its own layers
+      if (info.rtn_fallback && qs_comm_rank(run->data) == 0) // once per prep (group), each stage's leader
+        qs_log(QS_LOG_WARN, "%s: the Hessian of its input (%s) is not positive definite even with damp %g: "
+               "falling back to RTN for this module (and the others of the group that share it)", name, grp->input,
+               (double)info.damp);
+      else if (info.damp_raises && qs_comm_rank(run->data) == 0) // each stage's leader: its own layers
         qs_log(QS_LOG_INFO, "  %s: Cholesky failed at damp %g, succeeded at damp %g", name, (double)o.damp,
                (double)info.damp);
     }
     double t0 = qs_time_now();
     qs_qreport_init(&rep, run, (enum qs_lin)i);
     if (run->a->method->needs & QS_METHOD_HESSIAN) {
-      rep.damp = info.damp;
+      rep.damp = info.rtn_fallback ? -1.0f : info.damp; // run.h: -1 = quantized by the RTN fallback
       rep.damp_raises = info.damp_raises;
     }
     QS_TRY(e->module(e, run, &o, state, H, (enum qs_lin)i, &rep, &rec));

@@ -207,13 +207,15 @@ qs_status qs_progress_layer(struct qs_progress *p, const struct qs_qrun *run, in
   for (int i = first_report; i < run->n_reports; i++) {
     const struct qs_qreport *r = &run->reports[i];
     // RTN has no Hessian (no GPTQ loss) and, without calibration, no output error: "-" rather than nan
-    char loss[32], err[32];
+    char loss[32], err[32], damp[32];
     if (isfinite(r->loss)) snprintf(loss, sizeof(loss), "%-10.4g", r->loss);
     else snprintf(loss, sizeof(loss), "%-10s", "-");
     if (isfinite(r->rel_err)) snprintf(err, sizeof(err), "%-8.4g", r->rel_err);
     else snprintf(err, sizeof(err), "%-8s", "-");
+    if (r->damp < 0) snprintf(damp, sizeof(damp), "%-6s", "RTN"); // the fallback (run.h)
+    else snprintf(damp, sizeof(damp), "%-6g", (double)r->damp);
     qs_progress_stage_note(run, "module", module_json(r), "  %-36s [%6d x %6d]  loss %s rel.err %s damp "
-                           "%-6g %6.2fs", r->name, r->n, r->k, loss, err, (double)r->damp, r->seconds);
+                           "%s %6.2fs", r->name, r->n, r->k, loss, err, damp, r->seconds);
   }
   print_layer(run, &f, seconds);
   if (qs_comm_rank(run->data) == 0 && run->a->metrics_file && !p->warned && write_metrics(run, &f) != QS_OK) {

@@ -53,7 +53,8 @@ struct qs_qreport {
   int layer, n, k;
   double loss;          // the method's own loss (GPTQ: sum of the reference's per-row losses), or NAN
   double rel_err;       // ||WX - QX|| / ||WX|| over the calibration inputs (NAN without them)
-  float damp;           // damping fraction used (GPTQ)
+  float damp;           // damping fraction used (GPTQ); -1: no damping factorized H, the module was
+                        // quantized by RTN instead (quant/gptq.c fallback; quant_report.json "damp": -1)
   int damp_raises;
   double seconds;       // quantize + gather of this module (its group's Hessian not included)
   int packed;           // 0: the first format kept it dense (a shape it cannot pack); set when written
