@@ -53,4 +53,8 @@ void qs_stop_install(const char *what) {
   }
 }
 
+void qs_stop_uninstall(void) {
+  for (int i = 0; i < 4; i++) signal(k_signals[i], SIG_DFL);
+}
+
 int qs_stop_requested(void) { return (int)g_sig; }

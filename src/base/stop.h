@@ -12,6 +12,9 @@
 
 // Installs the handlers; `what` names the work in the printed line ("finishing the current layer").
 void qs_stop_install(const char *what);
+// The default actions back: once the work that can stop at a safe point is over (a failed run's
+// ranks may then be ended by the launcher with SIGTERM, which must not announce a save).
+void qs_stop_uninstall(void);
 // The first stop signal received (0: none).
 int qs_stop_requested(void);
 // Name of a signal number ("SIGTERM"); "signal" for others.

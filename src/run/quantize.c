@@ -387,6 +387,7 @@ int qs_quantize(struct qs_comm *world, struct qs_run_opts *a) {
   if (qs_comm_allreduce_and(world, &ok) != QS_OK || !ok) goto done;
   qs_stop_install("finishing the current layer");
   qs_status st = quantize_run(&run, tmp);
+  qs_stop_uninstall();
   if (st == QS_ERR_STOPPED) { // every rank of the stage is here, its state saved after layer completed - 1
     if (qs_comm_rank(run.data) == 0)
       qs_log(QS_LOG_WARN, "stopped by %s with %d of %s%d layers done: the resume state is in %s.partial; the same "
