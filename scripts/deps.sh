@@ -6,7 +6,7 @@
 # clang (with its libFuzzer runtime) builds the fuzz harnesses of tests/fuzz.
 set -euo pipefail
 pkgs=(build-essential libopenmpi-dev openmpi-bin libhdf5-dev libopenblas-dev liblapacke-dev libjansson-dev libssl-dev
-      pkg-config cmake python3-venv libprotobuf-c-dev protobuf-c-compiler libpcre2-dev clang)
+      pkg-config cmake python3-venv libprotobuf-c-dev protobuf-c-compiler libpcre2-dev clang ccache)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "deps: all Debian packages present"; exit 0; fi
