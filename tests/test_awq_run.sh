@@ -22,6 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+. "$QS_SRC/tests/qs_mpi.sh"
 E=$S/tinystories_sample.tok512.h5
 
 echo "== 1. -np 1, 2, 4: identical AWQ and compressed-tensors checkpoints"
@@ -87,24 +88,7 @@ rargs=(quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 64 --seq
 $QS_MPIEXEC -np 2 "$Q" "${rargs[@]}" --out "$T/rref" > "$T/rref.log" 2>&1 || { cat "$T/rref.log"; fail "reference"; }
 $QS_MPIEXEC -np 2 "$Q" "${rargs[@]}" --out "$T/rs" > "$T/rs.log" 2>&1 &
 RUN_PID=$!
-for _ in $(seq 1 600); do
-  grep -qE 'state: [0-9]+/5 layers saved' "$T/rs.log" && break
-  kill -0 "$RUN_PID" 2>/dev/null || break
-  sleep 0.05
-done
-# SIGTERM to rank 1 (as Slurm or Kubernetes would signal a rank's process): every rank finishes the layer
-descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
-victim=
-for p in $(descendants "$RUN_PID"); do
-  [ "$(ps -o comm= -p "$p" 2>/dev/null)" = qshard ] && tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null |
-    grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-done
-[ -n "$victim" ] || { cat "$T/rs.log"; fail "rank 1 of mpirun $RUN_PID not found (finished already?)"; }
-kill -TERM "$victim"
-rc=0
-wait "$RUN_PID" || rc=$?
-RUN_PID=
-[ $rc -eq 200 ] || { cat "$T/rs.log"; fail "exit status $rc after SIGTERM, want 200 (stopped at a layer end)"; }
+stop_after_save "$T/rs.log" 5
 $QS_MPIEXEC -np 2 "$Q" "${rargs[@]}" --out "$T/rs" --resume > "$T/rs2.log" 2>&1 || { cat "$T/rs2.log"; fail "resume"; }
 grep -qE 'resuming from .*: [0-9]+/5 layers done' "$T/rs2.log" || { cat "$T/rs2.log"; fail "the rerun did not resume"; }
 for f in model.safetensors config.json; do cmp "$T/rref/$f" "$T/rs/$f" || fail "$f differs after --resume"; done

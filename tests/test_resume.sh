@@ -27,6 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+. "$QS_SRC/tests/qs_mpi.sh" # descendants, rank_pid
 # 8 layers of ~1 s each at -np 4 on two cores: room to kill or stop the run between its first and last layer.
 # --max-shard-size 8: several output shards, so the index and the shard split are compared too.
 base=(quantize --model "$G" --calib "$G/gutenberg_val.h5" --samples 4 --seqlen 512 --group-size 128
@@ -52,7 +53,6 @@ done
 [ -f "$T/out.partial/.state/state.h5" ] || fail "log says '$saved' but $T/out.partial/.state/state.h5 is missing"
 # The rank processes: qshard processes descending from this mpirun (its children, or grandchildren
 # under a launcher daemon).
-descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
 ranks=$(for p in $(descendants "$RUN_PID"); do [ "$(ps -o comm= -p "$p")" = qshard ] && echo "$p"; done || true)
 [ "$(echo "$ranks" | wc -w)" -eq 4 ] || fail "expected 4 qshard rank processes under mpirun $RUN_PID, found: $ranks"
 victim=$(echo "$ranks" | sed -n 3p)
@@ -132,14 +132,6 @@ same_as_ref() {
   for f in $(cat "$T/ref.files"); do
     [ "$f" = ./quant_report.json ] || [ "$f" = ./qshard_manifest.json ] || cmp "$T/ref/$f" "$1/$f" ||
       fail "$f differs from the uninterrupted run"
-  done
-}
-# rank_pid N: the process of world rank N of the mpirun $RUN_PID (Open MPI puts the rank in its environment).
-rank_pid() {
-  local p
-  for p in $(descendants "$RUN_PID"); do
-    [ "$(ps -o comm= -p "$p")" = qshard ] && tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" \
-      && { echo "$p"; return; }
   done
 }
 # start NAME args...: the run in the background; returns once layer 2 of 8 is saved

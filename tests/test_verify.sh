@@ -18,6 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+. "$QS_SRC/tests/qs_mpi.sh"
 "$Q" --version | grep -q "OpenSSL ON" || { echo "SKIP: built without OpenSSL (no manifests)"; exit 77; }
 
 echo "== 1. the manifest of a two-format output"
@@ -66,23 +67,7 @@ args=(quantize --model "$S" --calib "$S/ptb_valid.tok512.h5" --samples 32 --seql
 $QS_MPIEXEC -np 2 "$Q" "${args[@]}" --out "$T/ref" > "$T/ref.log" 2>&1 || { cat "$T/ref.log"; fail "reference"; }
 $QS_MPIEXEC -np 2 "$Q" "${args[@]}" --out "$T/s" > "$T/s.log" 2>&1 &
 RUN_PID=$!
-for _ in $(seq 1 600); do
-  grep -qE 'state: [0-9]+/5 layers saved' "$T/s.log" && break
-  kill -0 "$RUN_PID" 2>/dev/null || break
-  sleep 0.05
-done
-descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
-victim=
-for p in $(descendants "$RUN_PID"); do
-  [ "$(ps -o comm= -p "$p" 2>/dev/null)" = qshard ] && tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null |
-    grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
-done
-[ -n "$victim" ] || { cat "$T/s.log"; fail "rank 1 not found (finished already?)"; }
-kill -TERM "$victim"
-rc=0
-wait "$RUN_PID" || rc=$?
-RUN_PID=
-[ $rc -eq 200 ] || { cat "$T/s.log"; fail "stop: exit $rc"; }
+stop_after_save "$T/s.log" 5
 [ -f "$T/s.partial/.state/layer-00000/qshard_manifest.json" ] || fail "no manifest of the saved layer 0"
 damaged() { # name file-under-.state want
   rm -rf "$T/$1.partial"

@@ -3,11 +3,11 @@
 // the work under mpirun; the file is written under a temporary name and renamed when complete.
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "comm.h"
 #include "io/calib_text.h"
@@ -40,25 +40,6 @@ static void usage(FILE *out) {
           "--samples/--seqlen/--seed, without the file.\n");
 }
 
-static int g_quiet;
-__attribute__((format(printf, 1, 2))) static void cli_err(const char *fmt, ...) {
-  va_list ap;
-  if (g_quiet) return;
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-}
-
-static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
-  char *end = NULL;
-  long long x = strtoll(v, &end, 10);
-  if (!*v || *end || x < lo || x > hi) {
-    cli_err("qshard calib: %s '%s': expected an integer in [%lld, %lld]\n", opt, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
 
 enum { OPT_FIELD = 256, OPT_STREAM, OPT_LINES, OPT_MAX_TOKENS };
 
@@ -79,7 +60,7 @@ static int parse_args(int argc, char **argv, struct qs_calib_text_opts *o, const
     switch (c) {
     case 'm': o->tokenizer = optarg; break;
     case 't':
-      if (o->n_text == MAX_TEXTS) { cli_err("qshard calib: more than %d --text files\n", MAX_TEXTS); return -1; }
+      if (o->n_text == MAX_TEXTS) { qs_cli_err("qshard calib: more than %d --text files\n", MAX_TEXTS); return -1; }
       texts[o->n_text++] = optarg;
       break;
     case 'j': o->jsonl = optarg; break;
@@ -87,24 +68,24 @@ static int parse_args(int argc, char **argv, struct qs_calib_text_opts *o, const
     case 'o': *out = optarg; break;
     case OPT_STREAM: stream = 1; break;
     case OPT_LINES: o->lines = 1; break;
-    case 'n': if (parse_num("--samples", optarg, 1, 1 << 24, &v)) return -1; o->samples = (int)v; break;
-    case 'L': if (parse_num("--seqlen", optarg, 2, 1 << 22, &v)) return -1; o->seqlen = (int)v; break;
-    case 's': if (parse_num("--seed", optarg, 0, 1ll << 62, &v)) return -1; o->seed = (uint64_t)v; break;
-    case OPT_MAX_TOKENS: if (parse_num("--max-tokens", optarg, 1, 1ll << 40, &v)) return -1; o->max_tokens = v; break;
+    case 'n': if (qs_cli_parse_num("qshard calib", "--samples", optarg, 1, 1 << 24, &v)) return -1; o->samples = (int)v; break;
+    case 'L': if (qs_cli_parse_num("qshard calib", "--seqlen", optarg, 2, 1 << 22, &v)) return -1; o->seqlen = (int)v; break;
+    case 's': if (qs_cli_parse_num("qshard calib", "--seed", optarg, 0, 1ll << 62, &v)) return -1; o->seed = (uint64_t)v; break;
+    case OPT_MAX_TOKENS: if (qs_cli_parse_num("qshard calib", "--max-tokens", optarg, 1, 1ll << 40, &v)) return -1; o->max_tokens = v; break;
     case 'M':
       if (!strcmp(optarg, "random")) o->mode = QS_CALIB_TEXT_RANDOM;
       else if (!strcmp(optarg, "docs")) o->mode = QS_CALIB_TEXT_DOCS;
-      else { cli_err("qshard calib: --mode '%s': expected random or docs\n", optarg); return -1; }
+      else { qs_cli_err("qshard calib: --mode '%s': expected random or docs\n", optarg); return -1; }
       break;
     case 'h': usage(stdout); return 1;
-    default: cli_err("qshard calib: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]); return -1;
+    default: qs_cli_err("qshard calib: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]); return -1;
     }
   }
-  if (optind < argc) { cli_err("qshard calib: unexpected argument '%s'\n", argv[optind]); return -1; }
-  if (!o->tokenizer || !*out) { cli_err("qshard calib: --model and --out are required\n"); return -1; }
-  if (!o->n_text == !o->jsonl) { cli_err("qshard calib: give --text FILE(s) or --jsonl FILE (one of them)\n"); return -1; }
-  if (o->field && !o->jsonl) { cli_err("qshard calib: --field names the text of --jsonl objects\n"); return -1; }
-  if (o->lines && !o->n_text) { cli_err("qshard calib: --lines splits --text files\n"); return -1; }
+  if (optind < argc) { qs_cli_err("qshard calib: unexpected argument '%s'\n", argv[optind]); return -1; }
+  if (!o->tokenizer || !*out) { qs_cli_err("qshard calib: --model and --out are required\n"); return -1; }
+  if (!o->n_text == !o->jsonl) { qs_cli_err("qshard calib: give --text FILE(s) or --jsonl FILE (one of them)\n"); return -1; }
+  if (o->field && !o->jsonl) { qs_cli_err("qshard calib: --field names the text of --jsonl objects\n"); return -1; }
+  if (o->lines && !o->n_text) { qs_cli_err("qshard calib: --lines splits --text files\n"); return -1; }
   if (stream) o->mode = QS_CALIB_TEXT_STREAM;
   return 0;
 }
@@ -138,7 +119,7 @@ fail:
 int qs_cmd_calib(struct qs_comm *world, int argc, char **argv) {
   struct qs_calib_text_opts o;
   const char *texts[MAX_TEXTS], *out;
-  g_quiet = qs_comm_rank(world) != 0;
+  qs_cli_set_quiet(qs_comm_rank(world) != 0);
   int pr = parse_args(argc, argv, &o, texts, &out);
   if (pr != 0) return pr > 0 ? 0 : 2;
   if (qs_comm_rank(world) != 0) return 0; // one writer; main.c joins the exit statuses

@@ -1,11 +1,11 @@
 // quantize.c — the command line of `qshard quantize`: options parsed into the run description
 // (run/run.h), then the run (run/quantize.c).
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "comm.h"
 #include "model/device.h"
@@ -94,26 +94,6 @@ enum { OPT_STAGES = 768 };                                            // the sta
 enum { OPT_IMATRIX = 1024 };                                          // importance (quant/imatrix.h)
 enum { OPT_CALIB_TEXT = 1280, OPT_CALIB_JSONL };                      // calibration from text (io/calib_text.h)
 
-// Every rank parses the same command line: its errors are printed by rank 0 alone.
-static int g_quiet;
-__attribute__((format(printf, 1, 2))) static void cli_err(const char *fmt, ...) {
-  va_list ap;
-  if (g_quiet) return;
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-}
-
-static int parse_num(const char *opt, const char *v, long long lo, long long hi, long long *out) {
-  char *end = NULL;
-  long long x = strtoll(v, &end, 10);
-  if (!*v || *end || x < lo || x > hi) {
-    cli_err("qshard quantize: %s '%s': expected an integer in [%lld, %lld]\n", opt, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
 
 // Returns 0 ok, 1 help printed, -1 error (message printed).
 // --format a,b,...: each a row of the format table, once.
@@ -128,21 +108,21 @@ static int parse_formats(const char *list, struct qs_run_opts *a) {
     if (arg) *arg++ = '\0';
     const struct qs_format *f = qs_format_find(t);
     if (!f) {
-      cli_err("qshard quantize: --format '%s': expected a list of %s\n", t, qs_format_names());
+      qs_cli_err("qshard quantize: --format '%s': expected a list of %s\n", t, qs_format_names());
       return -1;
     }
     if (f->parse_arg ? f->parse_arg(arg, msg, sizeof(msg)) : arg != NULL) {
       if (!f->parse_arg) snprintf(msg, sizeof(msg), "%s takes no argument (':%s')", t, arg);
-      cli_err("qshard quantize: --format %s\n", msg);
+      qs_cli_err("qshard quantize: --format %s\n", msg);
       return -1;
     }
     a->format_args[a->n_formats] = arg;
     for (int i = 0; i < a->n_formats; i++)
-      if (a->formats[i] == f) { cli_err("qshard quantize: --format: %s given twice\n", t); return -1; }
-    if (a->n_formats == QS_MAX_FORMATS) { cli_err("qshard quantize: --format: too many\n"); return -1; }
+      if (a->formats[i] == f) { qs_cli_err("qshard quantize: --format: %s given twice\n", t); return -1; }
+    if (a->n_formats == QS_MAX_FORMATS) { qs_cli_err("qshard quantize: --format: too many\n"); return -1; }
     a->formats[a->n_formats++] = f;
   }
-  if (!a->n_formats) { cli_err("qshard quantize: --format '%s': no format named\n", list); return -1; }
+  if (!a->n_formats) { qs_cli_err("qshard quantize: --format '%s': no format named\n", list); return -1; }
   return 0;
 }
 
@@ -152,11 +132,11 @@ static int check_method_options(const struct qs_run_opts *a, unsigned given) {
       {QS_MOPT_ACT_ORDER, "--act-order"}, {QS_MOPT_DAMP, "--damp"}, {QS_MOPT_BLOCK, "--block"}};
   for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
     if ((given & k[i].flag) && !(a->method->accepts & k[i].flag)) {
-      cli_err("qshard quantize: %s is not an option of --method %s\n", k[i].opt, a->method->name);
+      qs_cli_err("qshard quantize: %s is not an option of --method %s\n", k[i].opt, a->method->name);
       return -1;
     }
   if (!a->calib && (a->method->needs & QS_METHOD_CALIB)) {
-    cli_err("qshard quantize: %s needs --calib\n", a->method->name);
+    qs_cli_err("qshard quantize: %s needs --calib\n", a->method->name);
     return -1;
   }
   return 0;
@@ -188,7 +168,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     switch (c) {
     case 'm': a->model = optarg; break;
     case 'c': case OPT_CALIB_TEXT: case OPT_CALIB_JSONL:
-      if (a->calib) { cli_err("qshard quantize: give one of --calib, --calib-text, --calib-jsonl\n"); return -1; }
+      if (a->calib) { qs_cli_err("qshard quantize: give one of --calib, --calib-text, --calib-jsonl\n"); return -1; }
       a->calib = optarg;
       a->calib_text = c == OPT_CALIB_TEXT ? 1 : c == OPT_CALIB_JSONL ? 2 : 0;
       break;
@@ -199,8 +179,8 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case OPT_ALLOW_LONG: a->allow_long = 1; break;
     case OPT_LOG_JSON: a->log_json = 1; break;
     case OPT_METRICS: a->metrics_file = optarg; break;
-    case OPT_COMM_TIMEOUT: if (parse_num("--comm-timeout", optarg, 0, 1ll << 30, &v)) return -1; qs_comm_set_timeout((double)v); break;
-    case OPT_STATE_INT: if (parse_num("--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
+    case OPT_COMM_TIMEOUT: if (qs_cli_parse_num("qshard quantize", "--comm-timeout", optarg, 0, 1ll << 30, &v)) return -1; qs_comm_set_timeout((double)v); break;
+    case OPT_STATE_INT: if (qs_cli_parse_num("qshard quantize", "--state-interval", optarg, 0, 1ll << 40, &v)) return -1; a->state_interval = v; break;
     case OPT_SYM: a->q.grid.sym = 1; grid_opt = "--sym"; sym_given = 1; break;
     case OPT_ASYM: a->q.grid.sym = 0; grid_opt = "--asym"; sym_given = 1; break;
     case OPT_IMATRIX:
@@ -211,26 +191,26 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       given |= QS_MOPT_ACT_ORDER;
       if (!optarg || !strcmp(optarg, "static") || !strcmp(optarg, "weight")) a->q.act_order = QS_ACT_ORDER_STATIC;
       else if (!strcmp(optarg, "group")) a->q.act_order = QS_ACT_ORDER_GROUP;
-      else { cli_err("qshard quantize: --act-order=%s: expected static or group\n", optarg); return -1; }
+      else { qs_cli_err("qshard quantize: --act-order=%s: expected static or group\n", optarg); return -1; }
       break;
     case OPT_STATIC: static_groups = 1; break;
     case 'h': usage(stdout); return 1;
     case OPT_DEVICE:
       if ((a->device = qs_device_parse(optarg)) < 0) {
-        cli_err("qshard quantize: --device '%s': expected cuda, cpu or auto\n", optarg);
+        qs_cli_err("qshard quantize: --device '%s': expected cuda, cpu or auto\n", optarg);
         return -1;
       }
       break;
     case OPT_PREC:
       if (strcmp(optarg, "bf16") && strcmp(optarg, "fp32")) {
-        cli_err("qshard quantize: --precision '%s': expected bf16 or fp32\n", optarg);
+        qs_cli_err("qshard quantize: --precision '%s': expected bf16 or fp32\n", optarg);
         return -1;
       }
       a->precision_f32 = !strcmp(optarg, "fp32");
       break;
     case OPT_FPREC:
       if (strcmp(optarg, "fp32") && strcmp(optarg, "fp64")) {
-        cli_err("qshard quantize: --factor-precision '%s': expected fp32 or fp64\n", optarg);
+        qs_cli_err("qshard quantize: --factor-precision '%s': expected fp32 or fp64\n", optarg);
         return -1;
       }
       a->q.factor_f64 = !strcmp(optarg, "fp64");
@@ -238,7 +218,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
     case 'M':
       method_given = 1;
       if (!(a->method = qs_method_find(optarg))) {
-        cli_err("qshard quantize: --method '%s': expected %s\n", optarg, qs_method_names());
+        qs_cli_err("qshard quantize: --method '%s': expected %s\n", optarg, qs_method_names());
         return -1;
       }
       break;
@@ -247,61 +227,61 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
       char *end = NULL;
       given |= QS_MOPT_DAMP;
       a->q.damp = strtof(optarg, &end);
-      if (!*optarg || *end) { cli_err("qshard quantize: --damp '%s': not a number\n", optarg); return -1; }
+      if (!*optarg || *end) { qs_cli_err("qshard quantize: --damp '%s': not a number\n", optarg); return -1; }
       break;
     }
-    case 'b': if (parse_num("--bits", optarg, 2, 8, &v)) return -1; a->q.grid.bits = (int)v; grid_opt = "--bits"; break;
+    case 'b': if (qs_cli_parse_num("qshard quantize", "--bits", optarg, 2, 8, &v)) return -1; a->q.grid.bits = (int)v; grid_opt = "--bits"; break;
     case OPT_GS:
-      if (parse_num("--group-size", optarg, -1, 1 << 20, &v)) return -1;
+      if (qs_cli_parse_num("qshard quantize", "--group-size", optarg, -1, 1 << 20, &v)) return -1;
       if (v == 0) {
-        cli_err("qshard quantize: --group-size 0: expected a column count (32, 64, 128) or -1 for one group "
+        qs_cli_err("qshard quantize: --group-size 0: expected a column count (32, 64, 128) or -1 for one group "
                 "per row\n");
         return -1;
       }
       a->q.grid.group_size = (int)v;
       grid_opt = "--group-size";
       break;
-    case OPT_BLOCK: given |= QS_MOPT_BLOCK; if (parse_num("--block", optarg, 1, 1 << 16, &v)) return -1; a->q.block_size = (int)v; break;
-    case 'n': if (parse_num("--samples", optarg, 1, 1 << 24, &v)) return -1; a->samples = (int)v; break;
-    case 'L': if (parse_num("--seqlen", optarg, 1, 1 << 22, &v)) return -1; a->seqlen = (int)v; break;
-    case 's': if (parse_num("--seed", optarg, 0, (1ll << 62), &v)) return -1; a->seed = (unsigned long long)v; break;
-    case OPT_SHARD: if (parse_num("--max-shard-size", optarg, 1, 1 << 30, &v)) return -1; a->max_shard_mb = v; break;
-    case OPT_TP: if (parse_num("--tp", optarg, 1, 4096, &v)) return -1; a->tp = (int)v; break;
-    case OPT_STAGES: if (parse_num("--stages", optarg, 1, 1 << 20, &v)) return -1; a->stages = (int)v; break;
-    case OPT_EVAL_SEQ: if (parse_num("--eval-seqlen", optarg, 2, 1 << 22, &v)) return -1; a->eval_seqlen = (int)v; break;
-    case OPT_EVAL_WIN: if (parse_num("--eval-windows", optarg, 1, 1ll << 40, &v)) return -1; a->eval_windows = v; break;
+    case OPT_BLOCK: given |= QS_MOPT_BLOCK; if (qs_cli_parse_num("qshard quantize", "--block", optarg, 1, 1 << 16, &v)) return -1; a->q.block_size = (int)v; break;
+    case 'n': if (qs_cli_parse_num("qshard quantize", "--samples", optarg, 1, 1 << 24, &v)) return -1; a->samples = (int)v; break;
+    case 'L': if (qs_cli_parse_num("qshard quantize", "--seqlen", optarg, 1, 1 << 22, &v)) return -1; a->seqlen = (int)v; break;
+    case 's': if (qs_cli_parse_num("qshard quantize", "--seed", optarg, 0, (1ll << 62), &v)) return -1; a->seed = (unsigned long long)v; break;
+    case OPT_SHARD: if (qs_cli_parse_num("qshard quantize", "--max-shard-size", optarg, 1, 1 << 30, &v)) return -1; a->max_shard_mb = v; break;
+    case OPT_TP: if (qs_cli_parse_num("qshard quantize", "--tp", optarg, 1, 4096, &v)) return -1; a->tp = (int)v; break;
+    case OPT_STAGES: if (qs_cli_parse_num("qshard quantize", "--stages", optarg, 1, 1 << 20, &v)) return -1; a->stages = (int)v; break;
+    case OPT_EVAL_SEQ: if (qs_cli_parse_num("qshard quantize", "--eval-seqlen", optarg, 2, 1 << 22, &v)) return -1; a->eval_seqlen = (int)v; break;
+    case OPT_EVAL_WIN: if (qs_cli_parse_num("qshard quantize", "--eval-windows", optarg, 1, 1ll << 40, &v)) return -1; a->eval_windows = v; break;
     default:
-      cli_err("qshard quantize: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
+      qs_cli_err("qshard quantize: unknown or incomplete option '%s' (see --help)\n", argv[optind - 1]);
       return -1;
     }
   }
-  if (optind < argc) { cli_err("qshard quantize: unexpected argument '%s'\n", argv[optind]); return -1; }
-  if (!a->model || !a->out) { cli_err("qshard quantize: --model and --out are required\n"); return -1; }
+  if (optind < argc) { qs_cli_err("qshard quantize: unexpected argument '%s'\n", argv[optind]); return -1; }
+  if (!a->model || !a->out) { qs_cli_err("qshard quantize: --model and --out are required\n"); return -1; }
   // A format that sets its own grid (gguf:TYPE) brings its method and takes no grid options.
   int own_grid = 0;
   for (int i = 0; i < a->n_formats; i++) own_grid |= a->formats[i]->module_grid != NULL;
   if (!method_given && a->formats[0]->method) a->method = qs_method_find(a->formats[0]->method);
   if (a->method->asym && !sym_given) a->q.grid.sym = 0;
   if (own_grid && grid_opt) {
-    cli_err("qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
+    qs_cli_err("qshard quantize: %s: the gguf:TYPE format sets the grid of every tensor (its TYPE)\n", grid_opt);
     return -1;
   }
   if (a->imatrix && !own_grid) {
-    cli_err("qshard quantize: --imatrix weights llama.cpp's k-quant searches: it needs --format gguf:TYPE\n");
+    qs_cli_err("qshard quantize: --imatrix weights llama.cpp's k-quant searches: it needs --format gguf:TYPE\n");
     return -1;
   }
   if (a->imatrix == QS_IMP_CALIB && !a->calib) {
-    cli_err("qshard quantize: --imatrix without a file computes the importance from --calib: give --calib "
+    qs_cli_err("qshard quantize: --imatrix without a file computes the importance from --calib: give --calib "
             "(or --imatrix=FILE)\n");
     return -1;
   }
   if (check_method_options(a, given)) return -1;
   if (a->q.grid.bits != 2 && a->q.grid.bits != 3 && a->q.grid.bits != 4 && a->q.grid.bits != 8) {
-    cli_err("qshard quantize: --bits %d: expected 2, 3, 4 or 8\n", a->q.grid.bits);
+    qs_cli_err("qshard quantize: --bits %d: expected 2, 3, 4 or 8\n", a->q.grid.bits);
     return -1;
   }
   if (static_groups && a->q.act_order != QS_ACT_ORDER_STATIC) {
-    cli_err("qshard quantize: --static-groups needs --act-order (and is what it does)\n");
+    qs_cli_err("qshard quantize: --static-groups needs --act-order (and is what it does)\n");
     return -1;
   }
   return 0;
@@ -309,7 +289,7 @@ static int parse_args(int argc, char **argv, struct qs_run_opts *a) {
 
 int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv) {
   struct qs_run_opts a;
-  g_quiet = qs_comm_rank(world) != 0;
+  qs_cli_set_quiet(qs_comm_rank(world) != 0);
   int pr = parse_args(argc, argv, &a);
   if (pr != 0) return pr > 0 ? 0 : 2;
   return qs_quantize(world, &a);
