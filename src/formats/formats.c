@@ -95,15 +95,10 @@ qs_status qs_fdir_dense(struct qs_fdir *d, const struct qs_st_tensor *t) {
   return qs_st_writer_add(d->st, t->name, t->dtype, t->ndim, t->shape, t->data, 0); // mapped until written
 }
 
-static const float *find_extra(const struct qs_qrecord *r, const char *name, int64_t n) {
-  for (int i = 0; i < r->n_extra; i++)
-    if (!strcmp(r->extra[i].name, name) && r->extra[i].ndim == 1 && r->extra[i].shape[0] == n) return r->extra[i].data;
-  return NULL;
-}
-
 qs_status qs_fdir_dense_record(struct qs_fdir *d, const struct qs_qrecord *r) {
   qs_status status = QS_OK;
-  const float *s_in = find_extra(r, QS_QRECORD_X_SCALES, r->K), *s_out = find_extra(r, QS_QRECORD_X_OUT_SCALES, r->N);
+  const float *s_in = qs_qrecord_find_extra(r, QS_QRECORD_X_SCALES, r->K),
+              *s_out = qs_qrecord_find_extra(r, QS_QRECORD_X_OUT_SCALES, r->N);
   float *W = NULL, *b = NULL;
   void *buf = NULL;
   char name[192];

@@ -46,6 +46,27 @@ void qs_qrecord_free(struct qs_qrecord *r) {
   memset(r, 0, sizeof(*r));
 }
 
+qs_status qs_qrecord_add_extra(struct qs_qrecord *r, const char *name, const float *v, int64_t n, float **data) {
+  qs_status status = QS_OK;
+  if (r->n_extra == QS_QRECORD_MAX_EXTRA) QS_FAIL(QS_ERR_INTERNAL, "%s: no room for %s", r->name, name);
+  struct qs_qextra *x = &r->extra[r->n_extra];
+  QS_ALLOC(x->data, n);
+  if (v) memcpy(x->data, v, (size_t)n * sizeof(float));
+  snprintf(x->name, sizeof(x->name), "%s", name);
+  x->ndim = 1;
+  x->shape[0] = n;
+  r->n_extra++;
+  if (data) *data = x->data;
+fail:
+  return status;
+}
+
+const float *qs_qrecord_find_extra(const struct qs_qrecord *r, const char *name, int64_t n) {
+  for (int i = 0; i < r->n_extra; i++)
+    if (!strcmp(r->extra[i].name, name) && r->extra[i].ndim == 1 && r->extra[i].shape[0] == n) return r->extra[i].data;
+  return NULL;
+}
+
 int qs_qrecord_contiguous(const struct qs_qrecord *r) {
   int gs = r->grid.group_size;
   for (int64_t k = 0; k < r->K; k++)

@@ -70,6 +70,11 @@ struct qs_qrecord {
 qs_status qs_qrecord_init(struct qs_qrecord *r, const char *name, int layer, int64_t N, int64_t K,
                           const struct qs_grid *g, int with_bias);
 void qs_qrecord_free(struct qs_qrecord *r);
+// A new 1-D extra tensor `name` [n] (a copy of v, or zeros when v is NULL) into *data; QS_ERR_INTERNAL
+// when the record has no room left.
+qs_status qs_qrecord_add_extra(struct qs_qrecord *r, const char *name, const float *v, int64_t n, float **data);
+// The data of the 1-D extra tensor `name` of n values, or NULL.
+const float *qs_qrecord_find_extra(const struct qs_qrecord *r, const char *name, int64_t n);
 // 1 when every g_idx[k] == k / group_size: groups are contiguous in the original column order (no
 // permutation in the record; what vLLM, compressed-tensors and TensorRT-LLM can read).
 int qs_qrecord_contiguous(const struct qs_qrecord *r);

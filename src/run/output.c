@@ -90,21 +90,20 @@ static void writers_free(const struct qs_run_opts *a, struct writers *ws) {
 static qs_status take_override(const struct qs_qrun *run, struct writers *ws, const struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
-  for (int x = 0; x < rec->n_extra; x++) {
-    if (strcmp(rec->extra[x].name, QS_QRECORD_X_NORM)) continue;
-    int lin;
-    QS_TRY(qs_format_record_lin(&ws->fr[0], rec, &lin));
-    const char *norm = lay->group[lay->lin_group[lin]].prev_norm;
-    if (!norm) QS_FAIL(QS_ERR_FORMAT, "%s: a folded norm, but its group reads no norm", rec->name);
-    struct override *o = realloc(ws->ov, (size_t)(ws->n_ov + 1) * sizeof(*o));
-    if (!o) QS_FAIL(QS_ERR_OOM, "out of memory");
-    ws->ov = o;
-    o = &ws->ov[ws->n_ov++];
-    *o = (struct override){.n = rec->extra[x].shape[0]};
-    snprintf(o->name, sizeof(o->name), "model.layers.%d.%s.weight", rec->layer, norm);
-    QS_ALLOC(o->v, o->n);
-    memcpy(o->v, rec->extra[x].data, (size_t)o->n * sizeof(float));
-  }
+  const float *v = qs_qrecord_find_extra(rec, QS_QRECORD_X_NORM, rec->K);
+  int lin;
+  if (!v) return QS_OK;
+  QS_TRY(qs_format_record_lin(&ws->fr[0], rec, &lin));
+  const char *norm = lay->group[lay->lin_group[lin]].prev_norm;
+  if (!norm) QS_FAIL(QS_ERR_FORMAT, "%s: a folded norm, but its group reads no norm", rec->name);
+  struct override *o = realloc(ws->ov, (size_t)(ws->n_ov + 1) * sizeof(*o));
+  if (!o) QS_FAIL(QS_ERR_OOM, "out of memory");
+  ws->ov = o;
+  o = &ws->ov[ws->n_ov++];
+  *o = (struct override){.n = rec->K};
+  snprintf(o->name, sizeof(o->name), "model.layers.%d.%s.weight", rec->layer, norm);
+  QS_ALLOC(o->v, o->n);
+  memcpy(o->v, v, (size_t)o->n * sizeof(float));
 fail:
   return status;
 }

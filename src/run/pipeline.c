@@ -27,29 +27,9 @@ fail:
 static qs_status attach_sum2(const struct qs_qopts *o, const float *H, struct qs_qrecord *rec) {
   qs_status status = QS_OK;
   const int64_t K = rec->K;
-  if (rec->n_extra == QS_QRECORD_MAX_EXTRA) QS_FAIL(QS_ERR_INTERNAL, "%s: no room for the imatrix sums", rec->name);
-  struct qs_qextra *x = &rec->extra[rec->n_extra];
-  QS_ALLOC(x->data, K);
-  snprintf(x->name, sizeof(x->name), "in_sum2");
-  x->ndim = 1;
-  x->shape[0] = K;
-  for (int64_t k = 0; k < K; k++) x->data[k] = qs_imatrix_sum2_from_hessian(H[k * K + k], o->imp_count);
-  rec->n_extra++;
-fail:
-  return status;
-}
-
-// An extra float tensor [K] into a record (copied).
-static qs_status attach_extra(struct qs_qrecord *rec, const char *name, const float *v, int64_t K) {
-  qs_status status = QS_OK;
-  if (rec->n_extra == QS_QRECORD_MAX_EXTRA) QS_FAIL(QS_ERR_INTERNAL, "%s: no room for %s", rec->name, name);
-  struct qs_qextra *x = &rec->extra[rec->n_extra];
-  QS_ALLOC(x->data, K);
-  memcpy(x->data, v, (size_t)K * sizeof(float));
-  snprintf(x->name, sizeof(x->name), "%s", name);
-  x->ndim = 1;
-  x->shape[0] = K;
-  rec->n_extra++;
+  float *d = NULL;
+  QS_TRY(qs_qrecord_add_extra(rec, "in_sum2", NULL, K, &d));
+  for (int64_t k = 0; k < K; k++) d[k] = qs_imatrix_sum2_from_hessian(H[k * K + k], o->imp_count);
 fail:
   return status;
 }
@@ -173,11 +153,11 @@ static qs_status group(struct qs_qrun *run, enum qs_group g, const struct layer_
     if (o.importance == QS_IMP_CALIB && H && rec.codes) QS_TRY(attach_sum2(&o, H, &rec));
     // the scales stay with the modules' records; the folded norm (which the writers put in place of
     // the input's) with the group's first module
-    if (ls->scales[g] && rec.codes) QS_TRY(attach_extra(&rec, QS_QRECORD_X_SCALES, ls->scales[g], n_in));
-    if (ls->norm[g] && rec.codes && i == grp->first) QS_TRY(attach_extra(&rec, QS_QRECORD_X_NORM, ls->norm[g], n_in));
+    if (ls->scales[g] && rec.codes) QS_TRY(qs_qrecord_add_extra(&rec, QS_QRECORD_X_SCALES, ls->scales[g], n_in, NULL));
+    if (ls->norm[g] && rec.codes && i == grp->first) QS_TRY(qs_qrecord_add_extra(&rec, QS_QRECORD_X_NORM, ls->norm[g], n_in, NULL));
     for (int g2 = 0; g2 < QS_GROUP_COUNT; g2++)
       if (ls->scales[g2] && rec.codes && qs_layout_prev_lin(lay, &run->m->cfg, (enum qs_group)g2) == i)
-        QS_TRY(attach_extra(&rec, QS_QRECORD_X_OUT_SCALES, ls->scales[g2], n_out));
+        QS_TRY(qs_qrecord_add_extra(&rec, QS_QRECORD_X_OUT_SCALES, ls->scales[g2], n_out, NULL));
     QS_TRY(emit(run, &rep, &rec));
     qs_qrecord_free(&rec);
   }
