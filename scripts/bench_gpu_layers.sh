@@ -7,7 +7,8 @@
 #   QSHARD=build/qshard bash scripts/bench_gpu_layers.sh [SHAPE:LAYERS ...]
 #     default: llama-3-8b:3 llama-3-70b:2 llama-3.1-405b:1
 # Env: QS_BENCH_DIR (scratch for the synthetic models, default /tmp/qs_bench), SAMPLES (128),
-# SEQLEN (2048), EXTRA (more quantize options, e.g. "--precision fp32").
+# SEQLEN (2048), METHODS (default "gptq"; e.g. "gptq awq awq+gptq": each shape quantized by each,
+# --act-order only for the GPTQ solves), EXTRA (more quantize options, e.g. "--precision fp32").
 set -euo pipefail
 Q=${QSHARD:-build/qshard}
 dir=${QS_BENCH_DIR:-/tmp/qs_bench}
@@ -24,10 +25,16 @@ for s in "${shapes[@]}"; do
   "$Q" synth --config "$shape" --layers "$layers" --tokens $((samples * seqlen + 1)) --force --out "$m" > "$m.synth.log" 2>&1 \
     || { cat "$m.synth.log"; exit 1; }
   echo "== $shape, $layers layer(s): synth $(python3 -c "import time; print('%.1f' % (time.time() - $t0))") s"
-  # shellcheck disable=SC2086
-  /usr/bin/time -v "$Q" quantize --device cuda --model "$m" --calib "$m/tokens.h5" --samples "$samples" --seqlen "$seqlen" \
-    --bits 4 --group-size 128 --act-order ${EXTRA:-} --force --out "$m.q" > "$m.q.log" 2>&1 || { tail -n 40 "$m.q.log"; exit 1; }
-  grep -E "phases|quantized .* layers|calibration:|cuda engine|layer [0-9]+/[0-9]+ quantized" "$m.q.log" || true
-  grep -E "Maximum resident|Elapsed" "$m.q.log" || true
-  rm -rf "$m" "$m.q"
+  for method in ${METHODS:-gptq}; do
+    mopts=(--method "$method")
+    case $method in gptq | awq+gptq) mopts+=(--act-order) ;; esac
+    echo "-- $shape: --method $method"
+    # shellcheck disable=SC2086
+    /usr/bin/time -v "$Q" quantize --device cuda --model "$m" --calib "$m/tokens.h5" --samples "$samples" --seqlen "$seqlen" \
+      --bits 4 --group-size 128 "${mopts[@]}" ${EXTRA:-} --force --out "$m.q" > "$m.q.log" 2>&1 || { tail -n 40 "$m.q.log"; exit 1; }
+    grep -E "phases|quantized .* layers|calibration:|cuda engine|layer [0-9]+/[0-9]+ quantized" "$m.q.log" || true
+    grep -E "Maximum resident|Elapsed" "$m.q.log" || true
+    rm -rf "$m.q"
+  done
+  rm -rf "$m"
 done

@@ -18,3 +18,7 @@ qs_add_sh_test(test_awq_run test_awq_run.sh LABELS mpi data)
 # Numerically hostile models (issue 16): NaN/Inf weights, overflowing activations, zero rows/columns,
 # dead and constant inputs; named errors or finite, zero-preserving outputs for every method.
 qs_add_sh_test(test_hostile test_hostile.sh LABELS mpi data)
+if(QS_USE_CUDA)
+  # AWQ's GPU kernels (statistic, fold, scale-search error, clipped rounding) against awq.h.
+  qs_add_c_test(test_awq_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_awq_cuda.c LABELS gpu)
+endif()

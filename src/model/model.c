@@ -7,6 +7,7 @@
 
 #include "model/ops.h"
 #include "formats/format.h"
+#include "quant/awq.h"
 
 // Reads tensor `name` of shape `shape` (ndim entries) converted to float32 into a new buffer.
 static qs_status read_tensor(const struct qs_model *m, const char *name, int ndim, const int64_t *shape,
@@ -74,17 +75,11 @@ qs_status qs_layer_fold(struct qs_layer *L, const struct qs_config *c, enum qs_g
   const int64_t K = L->lin[grp->first].n_in;
   float *norm = grp->prev_norm ? qs_layer_norm(L, grp->prev_norm) : NULL;
   if (prev < 0 && !norm) QS_FAIL(QS_ERR_INTERNAL, "fold: %s has no op to fold scales into", grp->input);
-  for (int i = grp->first; i < grp->first + grp->count; i++) {
-    struct qs_linear *lin = &L->lin[i];
-    for (int64_t r = 0; r < lin->n_out; r++)
-      for (int64_t k = 0; k < K; k++) lin->w[r * K + k] *= s[k];
-  }
+  for (int i = grp->first; i < grp->first + grp->count; i++) qs_awq_fold_ref(L->lin[i].w, L->lin[i].n_out, K, s, 0);
   if (prev >= 0) {
     struct qs_linear *p = &L->lin[prev];
-    for (int64_t k = 0; k < K; k++) {
-      for (int64_t j = 0; j < p->n_in; j++) p->w[k * p->n_in + j] /= s[k];
-      if (p->b) p->b[k] /= s[k];
-    }
+    qs_awq_fold_ref(p->w, K, p->n_in, s, 1);
+    if (p->b) qs_awq_fold_ref(p->b, K, 1, s, 1);
   } else {
     for (int64_t k = 0; k < K; k++) {
       float v = norm[k] / s[k];

@@ -65,6 +65,19 @@ fail:
   return status;
 }
 
+void qs_awq_xabs_add_ref(const float *X, int64_t T, int64_t K, float *sum) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t k = 0; k < K; k++) sum[k] += fabsf(X[t * K + k]);
+}
+
+void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int by_rows) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < K; k++) {
+      if (by_rows) W[r * K + k] /= s[r];
+      else W[r * K + k] *= s[k];
+    }
+}
+
 void qs_awq_diag_blocks(const struct qs_grid *g, const float *H, int64_t K, float *Hb) {
   const int64_t gs = g->group_size > 0 ? g->group_size : K, G = qs_grid_n_groups(g, K);
   for (int64_t gi = 0; gi < G; gi++) {
@@ -208,6 +221,7 @@ static void awq_group_map(const void *state, int32_t *g_idx) {
   qs_grid_g_idx_contiguous(&s->o.grid, s->K, g_idx);
 }
 
+QS_METHOD_CUDA_DECL(awq);
 const struct qs_method qs_method_awq = {
     .name = "awq",
     .help = "AWQ (Lin et al. 2024): per-channel scales from the activations, folded into the preceding norm or "
@@ -219,12 +233,13 @@ const struct qs_method qs_method_awq = {
     .rows = awq_rows,
     .group_map = awq_group_map,
     .free = awq_free,
-    .cuda = NULL,
+    .cuda = QS_METHOD_CUDA(awq),
 };
 
 // ---- `awq+gptq`: AWQ's scales, then GPTQ's solve on the scaled weights ---------------------------------
 
 extern const struct qs_method qs_method_gptq;
+QS_METHOD_CUDA_DECL(gptq);
 
 static qs_status awq_gptq_prep(const struct qs_qopts *o, const float *H, int64_t K, const char *name, void **state,
                                struct qs_qprep_info *info) {
@@ -247,5 +262,5 @@ const struct qs_method qs_method_awq_gptq = {
     .rows = awq_gptq_rows,
     .group_map = awq_gptq_group_map,
     .free = awq_gptq_free,
-    .cuda = NULL,
+    .cuda = QS_METHOD_CUDA(gptq), // GPTQ's GPU entries as they are (the engine searches and folds the scales)
 };

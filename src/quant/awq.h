@@ -52,6 +52,15 @@ qs_status qs_awq_scaled_error_ref(const struct qs_grid *g, const float *H, int64
 double qs_awq_clip_row_ref(const struct qs_grid *g, const float *Hb, int clip, float *w, int64_t K, uint8_t *codes,
                            float *scales, uint8_t *zeros);
 
+// The statistic of the scale search: sum[k] += Σ_t |X[t, k]| for X [T, K], tokens added in order
+// (one float running sum per channel; the GPU kernel kernels/awq_xabs.cu gives the same bits).
+void qs_awq_xabs_add_ref(const float *X, int64_t T, int64_t K, float *sum);
+
+// The fold of scales s into a weight W [rows, K]: by_rows 0: W[r, k] *= s[k] (the scaled modules'
+// columns); by_rows 1: W[r, k] /= s[r] (the rows of the linear producing their input). One IEEE
+// operation per element (kernels/awq_fold.cu gives the same bits).
+void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int by_rows);
+
 // The H diagonal blocks qs_awq_clip_row_ref reads: Hb [G·gs·gs] from H [K, K] (a ragged last group's
 // block is gs_last × gs_last at the same offset).
 void qs_awq_diag_blocks(const struct qs_grid *g, const float *H, int64_t K, float *Hb);

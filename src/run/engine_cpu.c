@@ -142,8 +142,7 @@ static qs_status xabs_leaf(void *ctx, long long s, float *out) {
   const size_t K = (size_t)c->K;
   const float *X = c->X + (size_t)(s - run->s0) * (size_t)run->T * K;
   memset(out, 0, K * sizeof(float));
-  for (int t = 0; t < run->T; t++)
-    for (size_t k = 0; k < K; k++) out[k] += fabsf(X[(size_t)t * K + k]);
+  qs_awq_xabs_add_ref(X, run->T, (int64_t)K, out);
   return QS_OK;
 }
 

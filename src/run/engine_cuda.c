@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "awq_xabs.h"
 #include "hessian.h"
 #include "io/calib.h"
 #include "qs_cuda.h"
@@ -16,7 +17,8 @@
 // Keep the down_proj inputs of every sample (-1: when they fit, 0: never, 1: always).
 QS_PARAM(cuda_store_act, "QS_CUDA_STORE_ACT", -1)
 
-static const char *const k_phase_names[QS_PH_COUNT] = {"load", "forward", "hessian", "factor", "solve", "gather", "record"};
+static const char *const k_phase_names[QS_PH_COUNT] = {"load",  "forward", "hessian", "search",
+                                                       "factor", "solve",  "gather",  "record"};
 
 static float *x_of(struct qs_cuda_engine *e, long long b) {
   return e->x + (size_t)b * e->T * e->ctx.cfg->hidden;
@@ -46,11 +48,27 @@ static qs_status group_input(struct qs_cuda_engine *e, enum qs_group g, long lon
     *X = att_of(e, b);
     break;
   case QS_GROUP_GATE_UP: // o_proj is quantized now: finish the attention block first
-    QS_TRY(qs_dfwd_attn_out(c, &e->L, att_of(e, b), x_of(e, b), s));
-    QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.mlp_norm, s));
+    if (e->xs) { // statistics pass: on a copy, x stays the layer's input
+      QS_CUDA_CHECK(cudaMemcpyAsync(e->xs, x_of(e, b), (size_t)e->T * c->cfg->hidden * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, c->stream));
+      QS_TRY(qs_dfwd_attn_out(c, &e->L, att_of(e, b), e->xs, s));
+      QS_TRY(qs_dfwd_norm(c, e->xs, e->L.mlp_norm, s));
+    } else {
+      QS_TRY(qs_dfwd_attn_out(c, &e->L, att_of(e, b), x_of(e, b), s));
+      QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.mlp_norm, s));
+    }
     *X = s->xn;
     break;
   default:
+    if (e->xs) { // statistics pass: the attention block again on the copy (the forward is as above)
+      QS_CUDA_CHECK(cudaMemcpyAsync(e->xs, x_of(e, b), (size_t)e->T * c->cfg->hidden * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, c->stream));
+      QS_TRY(qs_dfwd_attn_out(c, &e->L, att_of(e, b), e->xs, s));
+      QS_TRY(qs_dfwd_norm(c, e->xs, e->L.mlp_norm, s));
+      QS_TRY(qs_dfwd_mlp_act(c, &e->L, s));
+      *X = s->gate;
+      break;
+    }
     QS_TRY(qs_dfwd_norm(c, x_of(e, b), e->L.mlp_norm, s));
     QS_TRY(qs_dfwd_mlp_act(c, &e->L, s));
     *X = s->gate;
@@ -65,18 +83,20 @@ fail:
 }
 
 // Leaf v (a global leaf index owned by this rank) of group g into S (zeroed here): its samples' XᵀX
-// added in sample order. Forward and Hessian times are attributed separately.
+// added in sample order, and with `xabs` the channels' Σ|x| in S[K·K ...] (awq_xabs.h), samples in
+// order. Forward and Hessian times are attributed separately.
 static qs_status leaf_sum(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, long long v, int K,
-                          float *S) {
+                          int xabs, float *S) {
   qs_status status = QS_OK;
   long long a, z;
   qs_comm_split_range(run->n_samples, (int)e->n_leaves, (int)v, &a, &z);
-  QS_CUDA_CHECK(cudaMemsetAsync(S, 0, (size_t)K * K * sizeof(float), e->ctx.stream));
+  QS_CUDA_CHECK(cudaMemsetAsync(S, 0, ((size_t)K * K + (xabs ? (size_t)K : 0)) * sizeof(float), e->ctx.stream));
   for (long long smp = a; smp < z; smp++) {
     const void *X = NULL;
     QS_TRY(group_input(e, g, smp - run->s0, &X));
     QS_TRY(qs_cuda_phase(e, QS_PH_FORWARD));
     QS_TRY(qs_gptq_hessian_add_cuda(S, X, e->T, K, e->ctx.dt, QS_HESSIAN_UPPER, e->ctx.blas, e->ctx.stream));
+    if (xabs) QS_TRY(qs_awq_xabs_add_cuda(X, e->ctx.dt, e->T, K, S + (size_t)K * K, e->ctx.stream));
     QS_TRY(qs_cuda_phase(e, QS_PH_HESSIAN));
   }
 fail:
@@ -84,12 +104,15 @@ fail:
 }
 
 // H (device [K, K], allocated here) = the group's Hessian over every rank's samples, in the fixed
-// leaf order of engine_cuda.h, finalized (scaled, both triangles) and identical on every rank.
-static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, int K, float **H) {
+// leaf order of engine_cuda.h, finalized (scaled, both triangles) and identical on every rank. With
+// `xabs`, H is [K·K + K]: the channels' Σ|x| over every token follow the Hessian, summed along the
+// same chain (so identical on every rank and for any rank count), not scaled.
+static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, enum qs_group g, int K, int xabs,
+                               float **H) {
   qs_status status = QS_OK;
   int rank = qs_comm_rank(run->data), P = qs_comm_size(run->data);
   long long n_own = e->leaf1 - e->leaf0;
-  size_t bytes = (size_t)K * K * sizeof(float);
+  size_t bytes = ((size_t)K * K + (xabs ? (size_t)K : 0)) * sizeof(float);
   float *acc = NULL, **own = NULL;
   QS_CUDA_CHECK(cudaMalloc((void **)&acc, bytes));
   QS_ALLOC(own, QS_MAX(n_own, 1));
@@ -97,17 +120,17 @@ static qs_status group_hessian(struct qs_cuda_engine *e, struct qs_qrun *run, en
   if (rank == 0) { // fold as the leaves come: acc = L0, then acc += Lv
     for (long long j = 0; j < n_own; j++) {
       if (j == 1) QS_CUDA_CHECK(cudaMalloc((void **)&own[0], bytes));
-      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, j == 0 ? acc : own[0]));
-      if (j > 0) QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[0], QS_DTYPE_F32, (size_t)K * K, e->ctx.stream));
+      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, xabs, j == 0 ? acc : own[0]));
+      if (j > 0) QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[0], QS_DTYPE_F32, bytes / sizeof(float), e->ctx.stream));
     }
   } else { // own leaves first, then the running sum from rank - 1 and the additions in leaf order
     for (long long j = 0; j < n_own; j++) {
       QS_CUDA_CHECK(cudaMalloc((void **)&own[j], bytes));
-      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, own[j]));
+      QS_TRY(leaf_sum(e, run, g, e->leaf0 + j, K, xabs, own[j]));
     }
     QS_TRY(qs_dcomm_recv(e->dcomm, acc, bytes, rank - 1, e->ctx.stream));
     for (long long j = 0; j < n_own; j++)
-      QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[j], QS_DTYPE_F32, (size_t)K * K, e->ctx.stream));
+      QS_TRY(qs_residual_add_cuda(acc, QS_DTYPE_F32, own[j], QS_DTYPE_F32, bytes / sizeof(float), e->ctx.stream));
   }
   if (rank < P - 1) QS_TRY(qs_dcomm_send(e->dcomm, acc, bytes, rank + 1, e->ctx.stream));
   QS_TRY(qs_dcomm_bcast(e->dcomm, acc, bytes, P - 1, e->ctx.stream));
@@ -126,7 +149,42 @@ static qs_status cuda_hessian(struct qs_qengine *base, struct qs_qrun *run, enum
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   *H = NULL;
   if (!e->x) return QS_OK;
-  return group_hessian(e, run, g, e->L.n_in[qs_layout_of(&run->m->cfg)->group[g].first], H);
+  return group_hessian(e, run, g, e->L.n_in[qs_layout_of(&run->m->cfg)->group[g].first], 0, H);
+}
+
+// engine.h stats: each group's Hessian and channel means from the full-precision layer, in the
+// groups' order; the attention block's output is added to a scratch copy of each sample's residual
+// (e->xs), never to x.
+static qs_status cuda_stats(struct qs_qengine *base, struct qs_qrun *run, float *H[QS_GROUP_COUNT],
+                            float *xabs[QS_GROUP_COUNT]) {
+  qs_status status = QS_OK;
+  struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
+  const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
+  for (int g = 0; g < QS_GROUP_COUNT; g++) H[g] = xabs[g] = NULL;
+  if (!e->x) QS_FAIL(QS_ERR_ARG, "layer %d: the scale search needs calibration data", run->layer);
+  QS_CUDA_CHECK(cudaMalloc((void **)&e->xs, (size_t)e->T * run->m->cfg.hidden * sizeof(float)));
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    const int K = e->L.n_in[lay->group[g].first];
+    QS_TRY(group_hessian(e, run, (enum qs_group)g, K, 1, &H[g]));
+    QS_ALLOC(xabs[g], K);
+    QS_CUDA_CHECK(cudaMemcpyAsync(xabs[g], H[g] + (size_t)K * K, (size_t)K * sizeof(float), cudaMemcpyDeviceToHost,
+                                  e->ctx.stream));
+    QS_CUDA_CHECK(cudaStreamSynchronize(e->ctx.stream));
+    const float n = (float)run->n_samples * (float)run->T; // as the CPU engine divides
+    for (int k = 0; k < K; k++) xabs[g][k] /= n;
+  }
+  cudaFree(e->xs);
+  e->xs = NULL;
+  return QS_OK;
+fail:
+  cudaFree(e->xs);
+  e->xs = NULL;
+  for (int g = 0; g < QS_GROUP_COUNT; g++) {
+    cudaFree(H[g]);
+    free(xabs[g]);
+    H[g] = xabs[g] = NULL;
+  }
+  return status;
 }
 
 static void cuda_hessian_free(struct qs_qengine *base, float *H) { (void)base, cudaFree(H); }
@@ -188,6 +246,10 @@ static qs_status cuda_load(struct qs_qengine *base, struct qs_qrun *run, int l) 
   (void)run;
   memset(e->ph, 0, sizeof(e->ph));
   e->t_mark = qs_time_now();
+  for (int i = 0; i < QS_LIN_COUNT; i++) {
+    free(e->out_scale[i]);
+    e->out_scale[i] = NULL;
+  }
   QS_TRY(qs_wstream_get(&e->ws, l, &slot));
   QS_TRY(qs_dlayer_upload(&e->ctx, slot, &e->L));
   QS_TRY(qs_wstream_prefetch(&e->ws, l + 1)); // read the next layer while this one computes
@@ -248,6 +310,8 @@ static void cuda_free(struct qs_qengine *base) {
   cudaFree(e->x);
   cudaFree(e->att);
   cudaFree(e->act);
+  cudaFree(e->xs);
+  for (int i = 0; i < QS_LIN_COUNT; i++) free(e->out_scale[i]);
   for (int k = 0; k < QS_CUDA_REC_SLOTS; k++)
     if (e->slot[k].buf) cudaFreeHost(e->slot[k].buf);
   if (e->slot_sync) {
@@ -332,7 +396,8 @@ qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, 
   memset(e, 0, sizeof(*e));
   e->base = (struct qs_qengine){.name = "cuda", .load = cuda_load, .hessian = cuda_hessian,
                                 .hessian_free = cuda_hessian_free, .prep = cuda_prep, .prep_free = cuda_prep_free,
-                                .module = cuda_module, .finish = cuda_finish, .get_x = cuda_get_x,
+                                .module = cuda_module, .stats = cuda_stats, .scale_error = qs_cuda_scale_error,
+                                .fold = qs_cuda_fold, .finish = cuda_finish, .get_x = cuda_get_x,
                                 .set_x = cuda_set_x, .device_peak = cuda_device_peak, .free = cuda_free};
   QS_TRY(qs_dctx_init(&e->ctx, run->m, a->precision_f32 ? QS_DTYPE_F32 : QS_DTYPE_BF16));
   e->cctx = (struct qs_cuda_ctx){.blas = e->ctx.blas, .solver = e->ctx.solver, .stream = e->ctx.stream};

@@ -34,7 +34,9 @@
 
 // Seconds per phase of the current layer (host clock, the stream synchronized at phase ends);
 // "record": the stage leader's copy of each module's record to the host.
-enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_RECORD, QS_PH_COUNT };
+// "search": AWQ's scale search and fold (engine_scales_cuda.c).
+enum { QS_PH_LOAD, QS_PH_FORWARD, QS_PH_HESSIAN, QS_PH_SEARCH, QS_PH_FACTOR, QS_PH_SOLVE, QS_PH_GATHER, QS_PH_RECORD,
+       QS_PH_COUNT };
 
 // Pinned host staging of the stage leader's records: the record of a module is copied from the
 // device into a slot at PCIe speed and lent to the record, which the saver thread (run/saver.h)
@@ -60,6 +62,11 @@ struct qs_cuda_engine {
   void *att;         // [B, T, H*D] attention outputs (dt), kept between the O Hessian and o_proj
   void *act;         // [B, T, inter] down_proj inputs (dt) kept between its Hessian and its apply,
                      // when they fit (else NULL: gate/up are recomputed for the layer output)
+  float *xs;         // [T, hidden] fp32 scratch of the full-precision statistics pass (stats): the
+                     // residual of one sample plus its attention output, x left untouched; else NULL
+  float *out_scale[QS_LIN_COUNT]; // host [n_out]: the scales folded into this module's rows this
+                                  // layer (its bias, read from the checkpoint for the record, is
+                                  // divided by them as the forward's was), else NULL
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;
@@ -85,6 +92,12 @@ fail:
 // Hessian H (device [K, K], both triangles; NULL without calibration data): rows solved in tiles
 // over the ranks, gathered, L.w[lin] replaced by the quantized weights in dt; the report's loss and
 // output error; on the stage leader the record copied to the host (engine.h, module()).
+// AWQ's scale search and fold on the GPU (engine.h scale_error / fold; engine_scales_cuda.c).
+qs_status qs_cuda_scale_error(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, const struct qs_qopts *o,
+                              const float *H, const float *S, int n, double *err);
+qs_status qs_cuda_fold(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, const float *s,
+                       qs_dtype norm_dtype, float *norm_out);
+
 qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_qopts *o,
                                   const void *state, const float *H, enum qs_lin lin, struct qs_qreport *rep,
                                   struct qs_qrecord *rec);
