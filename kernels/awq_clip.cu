@@ -3,7 +3,6 @@
 
 #include "awq_clip.h"
 #include "qs_cuda.h"
-#include "quant/awq.h"
 #include "quant/grid_int.h"
 
 // One block per row; the row's groups in order (its error total is summed in the reference's
@@ -113,7 +112,7 @@ __global__ void qs_awq_clip_kernel(const float *H, int64_t K, int64_t gs, int64_
   if (threadIdx.x == 0 && loss) loss[row] = (float)(total / 2.0);
 }
 
-extern "C" qs_status qs_awq_clip_rows_cuda(const struct qs_grid *g, const float *H, int64_t K, int clip, float *W,
+extern "C" qs_status qs_awq_clip_rows_cuda(const struct qs_grid *g, const float *H, int64_t K, int n_clip, float *W,
                                            int64_t nrows, uint8_t *codes, float *scales, uint8_t *zeros, float *loss,
                                            cudaStream_t stream) {
   qs_status status = QS_OK;
@@ -125,11 +124,12 @@ extern "C" qs_status qs_awq_clip_rows_cuda(const struct qs_grid *g, const float 
   if (gs > QS_AWQ_CLIP_MAX_GS)
     QS_FAIL(QS_ERR_UNSUPPORTED, "awq clip cuda: groups of %lld columns (at most %d on the GPU; use --device cpu)",
             (long long)gs, QS_AWQ_CLIP_MAX_GS);
+  if (n_clip < 1 || n_clip > 20) QS_FAIL(QS_ERR_ARG, "awq clip cuda: %d shrink ratios (1..20)", n_clip);
   if (nrows <= 0) return QS_OK;
   if (nrows > INT_MAX) QS_FAIL(QS_ERR_UNSUPPORTED, "awq clip cuda: %lld rows", (long long)nrows);
   if (smem > 48 * 1024)
     QS_CUDA_CHECK(cudaFuncSetAttribute(qs_awq_clip_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  qs_awq_clip_kernel<<<(unsigned)nrows, threads, smem, stream>>>(H, K, gs, G, *g, clip ? QS_AWQ_N_CLIP : 1, W, codes,
+  qs_awq_clip_kernel<<<(unsigned)nrows, threads, smem, stream>>>(H, K, gs, G, *g, n_clip, W, codes,
                                                                   scales, zeros, loss);
   QS_CUDA_CHECK(cudaGetLastError());
 fail:

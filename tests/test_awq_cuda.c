@@ -180,7 +180,7 @@ static void test_clip(const struct qs_grid *g, int clip) {
   TEST_CUDA(cudaMalloc((void **)&dz, (size_t)R * G));
   TEST_CUDA(cudaMemcpy(dH, H, sizeof(float) * K * K, cudaMemcpyHostToDevice));
   TEST_CUDA(cudaMemcpy(dW, W, sizeof(float) * R * K, cudaMemcpyHostToDevice));
-  CHECK_EQ_INT(qs_awq_clip_rows_cuda(g, dH, K, clip, dW, R, dc, dsc, dz, dl, 0), QS_OK);
+  CHECK_EQ_INT(qs_awq_clip_rows_cuda(g, dH, K, clip ? QS_AWQ_N_CLIP : 1, dW, R, dc, dsc, dz, dl, 0), QS_OK);
   TEST_CUDA(cudaMemcpy(Wg, dW, sizeof(float) * R * K, cudaMemcpyDeviceToHost));
   TEST_CUDA(cudaMemcpy(cg, dc, (size_t)R * K, cudaMemcpyDeviceToHost));
   TEST_CUDA(cudaMemcpy(sg, dsc, sizeof(float) * R * G, cudaMemcpyDeviceToHost));

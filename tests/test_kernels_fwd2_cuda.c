@@ -1,8 +1,9 @@
-// test_kernels_fwd2_cuda.c — the linear layer (cuBLAS), fp32 attention and the per-row NLL on the
-// GPU against their C references qs_matmul_ref, qs_attention_ref and qs_nll_ref (label gpu; built
-// only with QS_WITH_CUDA). Run: ctest --test-dir build -L gpu --output-on-failure; exits 77
-// (skipped) without a CUDA device. `test_kernels_fwd2_cuda --bench` times fp32 attention at the
-// llama-3-8b shape (and the NLL over a 128256-token vocabulary) instead.
+// test_kernels_fwd2_cuda.c — the linear layer (cuBLAS), fp32 attention, the per-row NLL and the
+// per-token model-vs-reference statistics on the GPU against their C references qs_matmul_ref,
+// qs_attention_ref, qs_nll_ref and qs_tok_cmp_ref (label gpu; built only with QS_WITH_CUDA).
+// Run: ctest --test-dir build -L gpu --output-on-failure; exits 77 (skipped) without a CUDA device.
+// `test_kernels_fwd2_cuda --bench` times fp32 attention at the llama-3-8b shape (and the NLL over a
+// 128256-token vocabulary) instead.
 //
 // Every input is first rounded to the kernel's dtype on the host, so the reference sees exactly
 // the GPU's inputs. Outputs are poisoned before each launch (NaN: unwritten elements fail).
@@ -12,6 +13,7 @@
 // (1 + u) * (bound on the fp32 difference |g - ref|) + atol, where atol covers results in the
 // dtype's subnormal range (f16: half its subnormal spacing, 2^-25; bf16/f32: FLT_MIN).
 // - linear: see test_linear_case. - attention: see test_attention_limit. - nll: see test_nll_case.
+// - tok_cmp: see test_tok_cmp_row.
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -29,6 +31,7 @@
 #include "model/ops.h"
 #include "qs_test.h"
 #include "qs_test_cuda.h"
+#include "tok_cmp.h"
 
 static uint64_t g_rng = 0xA4093822299F31D0ull;
 static cublasHandle_t g_blas;
@@ -217,6 +220,150 @@ static void test_nll_all(void) {
   }
 }
 
+// ---- tok_cmp (eval --reference) -------------------------------------------------------------------
+// Both sides read the same fp32 logits and find the same maxima and argmaxes (same_top: exact); only
+// double roundings differ: exp and log within 1 ulp (2^-52 relative; CUDA and glibc), sums in
+// another order. Per row, n = vocab:
+// - lz = max + log(sum exp(x - max)) (the log partition function): the nll test's bound,
+//   E_lz = (2n + 8) 2^-53 + 2^-50 (|max| + log n); nll = lz - x_t adds 2^-50 |nll|. nll_q and
+//   nll_ref must moreover equal qs_nll_cuda's of the same rows bit for bit (tok_cmp.h), checked
+//   exactly: eval --reference's perplexities are those of a plain eval.
+// - dp = Q_t - P_t, Q_t = exp(-nll_q): |dQ_t| <= Q_t (E_nll_q + 2^-51) (nll's error, then exp's ulp on
+//   each side), the same for P_t, and the subtraction 2^-52 |dp|.
+// - kld = sum_i P_i d_i, d_i = lp_i - lq_i, lp_i = x_i - lzr: the two sides' lzr / lzq move it by at
+//   most E_lz,r (1 + kld) + E_lz,q. On each side a term rounds lp and lq (2^-53 |lp|, 2^-53 |lq|),
+//   the exp of the rounded lp (2^-52 + 2^-53 |lp| relative), d and the product (2^-53 each); the sum
+//   of n signed terms adds (n - 1) 2^-53 sum |P_i d_i|. With A = sum P_i |d_i|, L = sum P_i |d_i| |lp_i|
+//   and B = sum P_i (|lp_i| + |lq_i|), both sides: 2 * 2^-53 ((n + 3) A + L + B). Clamping at 0 only
+//   narrows the gap.
+// The bounds are first order: the factor 1.01 covers second-order terms (< 2^-40 relative here) and
+// P_i, lz computed on the host; DBL_MIN keeps 0 / 0 out of the worst-ratio column.
+static double test_tok_cmp_lz(const float *x, int n, double *mx) {
+  double m = x[0], s = 0.0;
+  for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+  for (int i = 0; i < n; i++) s += exp((double)x[i] - m);
+  *mx = m;
+  return m + log(s);
+}
+
+// Limits for row (ref, q) whose reference record is c: lim[QS_TOK_CMP_*] (TOP unused: exact).
+static void test_tok_cmp_row(const float *ref, const float *q, int n, const struct qs_tok_cmp *c, double *lim) {
+  double mr, mq;
+  const double lzr = test_tok_cmp_lz(ref, n, &mr), lzq = test_tok_cmp_lz(q, n, &mq);
+  const double er = (2.0 * n + 8) * 0x1p-53 + 0x1p-50 * (fabs(mr) + log((double)n));
+  const double eq = (2.0 * n + 8) * 0x1p-53 + 0x1p-50 * (fabs(mq) + log((double)n));
+  double A = 0.0, L = 0.0, B = 0.0;
+  for (int i = 0; i < n; i++) {
+    const double lp = (double)ref[i] - lzr, lq = (double)q[i] - lzq, P = exp(lp), d = fabs(lp - lq);
+    A += P * d, L += P * d * fabs(lp), B += P * (fabs(lp) + fabs(lq));
+  }
+  const double enr = er + 0x1p-50 * fabs(c->nll_ref), enq = eq + 0x1p-50 * fabs(c->nll_q);
+  lim[QS_TOK_CMP_NLL_REF] = 1.01 * enr + DBL_MIN;
+  lim[QS_TOK_CMP_NLL_Q] = 1.01 * enq + DBL_MIN;
+  lim[QS_TOK_CMP_DP] = 1.01 * (exp(-c->nll_q) * (enq + 0x1p-51) + exp(-c->nll_ref) * (enr + 0x1p-51) +
+                                0x1p-52 * fabs(c->dp)) + DBL_MIN;
+  lim[QS_TOK_CMP_KLD] = 1.01 * (er * (1.0 + c->kld) + eq + 0x1p-52 * ((n + 3.0) * A + L + B)) + DBL_MIN;
+  lim[QS_TOK_CMP_TOP] = 0.0;
+}
+
+// Row r's logits: ref ~ U(-amp, amp), q = ref + U(-noise, noise); by r % 4 also
+// 1: argmax ties (the max at several indices in different warps; q's set drops the first for odd r / 4),
+// 2: extremes (a +80 spike at different places in ref and q; -3e38 at the same places in both),
+// 3: q == ref (kld 0, dp 0, same_top 1 on both sides).
+static void test_tok_cmp_fill(float *ref, float *q, int n, int r, double amp, double noise) {
+  test_fill(ref, NULL, (size_t)n, -amp, amp, QS_DTYPE_F32);
+  for (int i = 0; i < n; i++) q[i] = (float)(ref[i] + test_uniform(-noise, noise));
+  if (r % 4 == 1 && n > 1) {
+    const int at[4] = {n / 3, 3 % n, n - 1, (n / 2 + 37) % n};
+    int first = n;
+    for (int k = 0; k < 4; k++) ref[at[k]] = q[at[k]] = (float)amp + 1.0f, first = QS_MIN(first, at[k]);
+    if ((r / 4) % 2) q[first] = (float)-amp; // q's first tie is a later one: same_top 0
+  } else if (r % 4 == 2 && n > 2) {
+    ref[(long long)r * 7919 % n] = 80.0f, q[((long long)r * 104729 + 1) % n] = 80.0f;
+    for (int i = r % 5; i < n; i += 97) ref[i] = q[i] = -3e38f;
+  } else if (r % 4 == 3) {
+    memcpy(q, ref, (size_t)n * sizeof(float));
+  }
+}
+
+static void test_tok_cmp_case(int rows, int vocab, double amp, double noise) {
+  const size_t n = (size_t)rows * vocab, no = (size_t)rows * QS_TOK_CMP_N;
+  float *ref = malloc(n * 4), *q = malloc(n * 4);
+  int32_t *t = malloc((size_t)rows * 4);
+  double *got = malloc(no * 8), *got2 = malloc(no * 8), *nll = malloc((size_t)rows * 2 * 8);
+  void *rd = NULL, *qd = NULL, *td = NULL, *od = NULL, *nd = NULL;
+  struct test_stat st[QS_TOK_CMP_N] = {{.bad = 0}};
+  static const char *field[QS_TOK_CMP_N] = {"kld", "nll_q", "nll_ref", "dp", "top"};
+  size_t top_bad = 0, nll_bits = 0;
+  TEST_ALLOC(ref, q, t, got, got2, nll);
+  for (int r = 0; r < rows; r++) {
+    test_tok_cmp_fill(ref + (size_t)r * vocab, q + (size_t)r * vocab, vocab, r, amp, noise);
+    t[r] = (int32_t)test_uniform(0.0, (double)vocab);
+  }
+  if (rows >= 5) t[4] = -1; // out of range: NaN nll and dp, kld and top still computed
+  TEST_CUDA(test_dev(&rd, ref, n * 4, 0));
+  TEST_CUDA(test_dev(&qd, q, n * 4, 0));
+  TEST_CUDA(test_dev(&td, t, (size_t)rows * 4, 0));
+  TEST_CUDA(test_dev(&od, NULL, no * 8, 0xFF)); // poison: NaN
+  TEST_CUDA(test_dev(&nd, NULL, (size_t)rows * 2 * 8, 0xFF));
+  CHECK_EQ_INT(qs_tok_cmp_cuda(rd, qd, td, (double *)od, rows, vocab, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(got, od, no * 8, cudaMemcpyDeviceToHost));
+  TEST_CUDA(cudaMemset(od, 0xFF, no * 8)); // a race would move the bits of a second run
+  CHECK_EQ_INT(qs_tok_cmp_cuda(rd, qd, td, (double *)od, rows, vocab, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(got2, od, no * 8, cudaMemcpyDeviceToHost));
+  CHECK(memcmp(got, got2, no * 8) == 0);
+  CHECK_EQ_INT(qs_nll_cuda(rd, td, (double *)nd, rows, vocab, QS_DTYPE_F32, 0), QS_OK);
+  CHECK_EQ_INT(qs_nll_cuda(qd, td, (double *)nd + rows, rows, vocab, QS_DTYPE_F32, 0), QS_OK);
+  TEST_CUDA(cudaMemcpy(nll, nd, (size_t)rows * 2 * 8, cudaMemcpyDeviceToHost));
+  for (int k = 0; k < QS_TOK_CMP_N; k++)
+    snprintf(st[k].name, sizeof st[k].name, "tok_cmp %s rows %d vocab %d amp %g", field[k], rows, vocab, amp);
+  for (int r = 0; r < rows; r++) {
+    const float *xr = ref + (size_t)r * vocab, *xq = q + (size_t)r * vocab;
+    const double *g = got + (size_t)r * QS_TOK_CMP_N;
+    const int ok = t[r] >= 0 && t[r] < vocab;
+    struct qs_tok_cmp c;
+    double lim[QS_TOK_CMP_N];
+    qs_tok_cmp_ref(xr, xq, vocab, ok ? t[r] : 0, &c);
+    test_tok_cmp_row(xr, xq, vocab, &c, lim);
+    if (g[QS_TOK_CMP_TOP] != (double)c.same_top && top_bad++ < 5)
+      fprintf(stderr, "  %s: row %d same_top %g, reference %d\n", st[QS_TOK_CMP_TOP].name, r, g[QS_TOK_CMP_TOP],
+              c.same_top);
+    // the NLLs are qs_nll_cuda's, bits included (NaN rows: both NaN)
+    if (memcmp(&g[QS_TOK_CMP_NLL_REF], &nll[r], 8) || memcmp(&g[QS_TOK_CMP_NLL_Q], &nll[rows + r], 8))
+      if (!(isnan(nll[r]) && isnan(g[QS_TOK_CMP_NLL_REF]) && isnan(g[QS_TOK_CMP_NLL_Q])) && nll_bits++ < 5)
+        fprintf(stderr, "  tok_cmp rows %d vocab %d row %d: nll %.17g %.17g, qs_nll_cuda %.17g %.17g\n", rows, vocab,
+                r, g[QS_TOK_CMP_NLL_REF], g[QS_TOK_CMP_NLL_Q], nll[r], nll[rows + r]);
+    test_stat_add(&st[QS_TOK_CMP_KLD], (size_t)r, g[QS_TOK_CMP_KLD], c.kld, lim[QS_TOK_CMP_KLD]);
+    if (!ok) {
+      for (int k = QS_TOK_CMP_NLL_Q; k <= QS_TOK_CMP_DP; k++)
+        if (!isnan(g[k]) && st[k].bad++ < 5)
+          fprintf(stderr, "  %s: row %d target %d: %g, not NaN\n", st[k].name, r, t[r], g[k]);
+      continue;
+    }
+    test_stat_add(&st[QS_TOK_CMP_NLL_REF], (size_t)r, g[QS_TOK_CMP_NLL_REF], c.nll_ref, lim[QS_TOK_CMP_NLL_REF]);
+    test_stat_add(&st[QS_TOK_CMP_NLL_Q], (size_t)r, g[QS_TOK_CMP_NLL_Q], c.nll_q, lim[QS_TOK_CMP_NLL_Q]);
+    test_stat_add(&st[QS_TOK_CMP_DP], (size_t)r, g[QS_TOK_CMP_DP], c.dp, lim[QS_TOK_CMP_DP]);
+  }
+  for (int k = 0; k < QS_TOK_CMP_N; k++)
+    if (k != QS_TOK_CMP_TOP) test_stat_end(&st[k]);
+  printf("%-56s %zu of %d rows differ (exact)\n", st[QS_TOK_CMP_TOP].name, top_bad, rows);
+  CHECK_EQ_INT(top_bad, 0);
+  CHECK_EQ_INT(nll_bits, 0);
+done:
+  cudaFree(rd), cudaFree(qd), cudaFree(td), cudaFree(od), cudaFree(nd);
+  free(ref), free(q), free(t), free(got), free(got2), free(nll);
+}
+
+static void test_tok_cmp_all(void) {
+  test_tok_cmp_case(5, 1, 3.0, 0.1);       // one class: everything 0, same_top 1
+  test_tok_cmp_case(9, 7, 3.0, 0.5);       // fewer classes than threads
+  test_tok_cmp_case(40, 300, 8.0, 0.05);   // not a multiple of the block: two strides for some threads
+  test_tok_cmp_case(33, 1000, 8.0, 1.0);   // far apart distributions
+  test_tok_cmp_case(17, 32000, 20.0, 0.02); // llama-2's vocabulary, a 4-bit-like perturbation
+  test_tok_cmp_case(4, 128256, 3.0, 0.02); // llama-3's
+  test_tok_cmp_case(70001, 7, 3.0, 0.5);   // more rows than a grid's y / z could take
+}
+
 // ---- bad arguments are reported, not launched; the handle's math mode survives ------------------
 static void test_errors(void) {
   void *d = NULL;
@@ -241,6 +388,8 @@ static void test_errors(void) {
   CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 0, 4, QS_DTYPE_F32, 0), QS_ERR_ARG);
   CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 1, 0, QS_DTYPE_F32, 0), QS_ERR_ARG);
   CHECK_EQ_INT(qs_nll_cuda(d, (const int32_t *)d, (double *)d, 1, 4, QS_DTYPE_I8, 0), QS_ERR_UNSUPPORTED);
+  CHECK_EQ_INT(qs_tok_cmp_cuda(d, d, (const int32_t *)d, (double *)d, 0, 4, 0), QS_ERR_ARG);
+  CHECK_EQ_INT(qs_tok_cmp_cuda(d, d, (const int32_t *)d, (double *)d, 1, 0, 0), QS_ERR_ARG);
   CHECK_EQ_INT(cudaDeviceSynchronize(), cudaSuccess);
   cudaFree(d);
 }
@@ -342,6 +491,7 @@ int main(int argc, char **argv) {
   test_linear_all();
   test_attention_all();
   test_nll_all();
+  test_tok_cmp_all();
   test_errors();
   cublasDestroy(g_blas);
   return qs_test_finish("test_kernels_fwd2_cuda");

@@ -17,6 +17,10 @@
 #   3. RTN 4-bit g128 without calibration: byte-identical safetensors in both formats (GPTQ v1 and
 #      compressed-tensors): the GPU's RTN kernel runs the grid code of the CPU reference
 #      (quant/grid_int.h), and both formats are written on the host from the same records.
+#   4. eval --reference on cuda (section 2's stories260K checkpoint against its original): the CPU
+#      engine's statistics within the bounds stated there; each perplexity exactly that of a plain
+#      `eval --device cuda` of the model; the same lines under mpirun -np 2 (two ranks on one GPU:
+#      eval's collectives are host MPI, no NCCL); quantize --eval on cuda reports the same KLD.
 set -euo pipefail
 D=${QS_DATA_DIR:-}
 [ -n "$D" ] && [ -d "$D/stories260K" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
@@ -93,4 +97,73 @@ for f in "$T"/rtn_cpu/*.safetensors "$T"/rtn_cpu/compressed-tensors/*.safetensor
   cmp "$f" "${f/rtn_cpu/rtn_cuda}" || fail "RTN ${f#$T/} differs between cpu and cuda"
 done
 echo "RTN checkpoints identical"
+
+echo "== 4. eval --reference on cuda vs cpu; perplexities of the plain evals; -np 1 vs 2"
+# The windows section 2's --eval scored (30 of 512 tokens), q_f32_S against the FP model. Bounds:
+# - cuda --precision fp32 vs cpu: the same fp32 forward up to summation order (section 1: PPL within
+#   1e-4 relative, i.e. a mean NLL within 1e-4). A token's KL moves with the logits at first order by
+#   sum_i P_i (d_i - kld) dr_i + sum_i (Q_i - P_i) dq_i (d_i = log P_i - log Q_i): about as much as its
+#   NLL does (both weights have l1 norms ~ 2 TV + E|d| < 2 at kld 0.04) — kld_mean within 1e-4
+#   absolute (2.5e-3 relative at kld 0.04); the p99 token likewise, within 1e-3 relative of its value.
+#   The argmax moves only on near-ties: top-1 agreement within 0.1 points (15 of 15330 tokens).
+# - cuda bf16 vs cpu: PPL within 2 % (section 1). bf16 activations move every logit by ~2^-8
+#   relative, differently in the two models, which moves KL at first order by ~ (2 TV + E|d|) 2^-8 |logit|
+#   per token, averaging out over tokens: kld_mean within 10 % relative, top-1 within 1 point.
+# - exact: the FP model against itself gives 0 and 100 % (identical logits); the cuda ppl line is the
+#   plain cuda eval's of the checkpoint and the reference ppl the plain cuda eval's of the FP model (the
+#   same per-window NLL sums, kernels/tok_cmp.h); -np 2 prints the same ppl and reference lines;
+#   quant_report.json's eval.reference (section 2, cuda fp32) is this eval's.
+ev=(--data "$S/tinystories_sample.tok512.h5" --seqlen 512 --eval-windows 40)
+evr() { # name device np [options...]: eval --reference of q_f32_S against S, --json $T/r_name.json
+  local name=$1 dev=$2 np=$3
+  shift 3
+  local pre=()
+  [ "$np" -gt 1 ] && read -r -a pre <<<"${QS_MPIEXEC:?} -np $np"
+  ${pre[@]+"${pre[@]}"} "$Q" eval --device "$dev" --model "$T/q_f32_S" --reference "$S" "${ev[@]}" "$@" --json "$T/r_$name.json" \
+    > "$T/r_$name.log" 2>&1 || { cat "$T/r_$name.log"; fail "eval --reference $name"; }
+  grep -E '^(ppl|reference) ' "$T/r_$name.log" > "$T/r_$name.lines"
+}
+"$Q" eval --device cuda --model "$S" --reference "$S" "${ev[@]}" > "$T/r_self.log" 2>&1 || { cat "$T/r_self.log"; fail "eval --reference self"; }
+grep -qx 'reference ppl [0-9.]* (+0.00 %) kld 0.000000 p99 0.000000 max 0.000000 top1 100.00 % dp +0.000000' \
+  "$T/r_self.log" || { cat "$T/r_self.log"; fail "eval --reference cuda of the model itself: not exactly 0"; }
+evr cpu cpu 1
+evr f32 cuda 1 --precision fp32
+evr bf16 cuda 1
+evr bf16_np2 cuda 2
+sed 's/^/  /' "$T/r_cpu.lines" "$T/r_f32.lines" "$T/r_bf16.lines"
+cmp "$T/r_bf16.lines" "$T/r_bf16_np2.lines" || { cat "$T/r_bf16_np2.lines"; fail "eval --reference cuda: -np 1 and 2 differ"; }
+for m in q_f32_S S; do
+  dir=$T/$m; [ $m = S ] && dir=$S
+  "$Q" eval --device cuda --model "$dir" "${ev[@]}" --json "$T/p_$m.json" > "$T/p_$m.log" 2>&1 || { cat "$T/p_$m.log"; fail "eval cuda $m"; }
+done
+grep -qxF "$(grep '^ppl ' "$T/p_q_f32_S.log")" "$T/r_bf16.lines" || fail "eval --reference cuda: ppl line != the plain cuda eval's"
+python3 - "$T" <<'PY' || fail "eval --reference cuda: outside the bounds above"
+import json, sys
+T = sys.argv[1]
+j = lambda n: json.load(open(f"{T}/{n}.json"))
+cpu, f32, bf16 = j("r_cpu"), j("r_f32"), j("r_bf16")
+ok = True
+def check(what, a, b, rel=None, ab=None):
+    global ok
+    d = abs(a - b)
+    good = (rel is not None and d <= rel * abs(b)) or (ab is not None and d <= ab)
+    print("  %-30s %.9g vs %.9g: |diff| %.3g %s" % (what, a, b, d, "ok" if good else "OUTSIDE"))
+    ok &= good
+bounds = {"fp32": (f32, dict(ppl=1e-4, kld_abs=1e-4, p99=1e-3, top=1e-3)),
+          "bf16": (bf16, dict(ppl=2e-2, kld_rel=0.1, p99=0.1, top=1e-2))}
+for name, (r, b) in bounds.items():
+    c, g = cpu["reference"], r["reference"]
+    check(name + " ppl", r["ppl"], cpu["ppl"], rel=b["ppl"])
+    check(name + " reference ppl", g["ppl"], c["ppl"], rel=b["ppl"])
+    check(name + " kld_mean", g["kld_mean"], c["kld_mean"], rel=b.get("kld_rel"), ab=b.get("kld_abs"))
+    check(name + " kld_p99", g["kld_p99"], c["kld_p99"], rel=b["p99"])
+    check(name + " top1_agreement", g["top1_agreement"], c["top1_agreement"], ab=b["top"])
+# exact: the plain cuda evals' perplexities (bf16), the report of section 2's cuda fp32 --eval
+check("bf16 ppl = plain eval", bf16["ppl"], j("p_q_f32_S")["ppl"], ab=0.0)
+check("bf16 reference ppl = plain eval", bf16["reference"]["ppl"], j("p_S")["ppl"], ab=0.0)
+rep = json.load(open(f"{T}/q_f32_S/quant_report.json"))["eval"]
+check("report kld_mean (15 digits)", rep["reference"]["kld_mean"], f32["reference"]["kld_mean"], rel=1e-13)
+check("report ppl (15 digits)", rep["ppl"], f32["ppl"], rel=1e-13)
+sys.exit(0 if ok else 1)
+PY
 echo "PASS"

@@ -43,7 +43,8 @@ static void qs_eval_usage(FILE *out) {
           "  --reference DIR    also the original (unquantized) model: on the same windows its perplexity, the\n"
           "                     KL divergence KL(reference || model) per predicted token (mean, 99th\n"
           "                     percentile, max), top-1 agreement and the mean change of the correct token's\n"
-          "                     probability (llama.cpp's --kl-divergence statistics; CPU engine)\n"
+          "                     probability (llama.cpp's --kl-divergence statistics); on --device with\n"
+          "                     --precision, both perplexities exactly as `qshard eval` of each model alone\n"
           "  --json FILE        also write {\"ppl\", \"nll\", \"windows\", \"tokens\", \"seqlen\", ...} to FILE\n"
           "\n"
           "output (rank 0): progress lines, then\n"
@@ -110,11 +111,6 @@ static int qs_eval_parse(int argc, char **argv, struct qs_eval_opts *o, int *hel
     snprintf(err, errlen, "--model DIR and --data FILE are required");
     return -1;
   }
-  if (o->reference && o->dev.kind == QS_DEVICE_KIND_CUDA) {
-    snprintf(err, errlen, "--reference compares the two models on the CPU engine: use --device cpu");
-    return -1;
-  }
-  if (o->reference) o->dev.kind = QS_DEVICE_KIND_CPU;
   return 0;
 }
 
@@ -190,7 +186,7 @@ int qs_cmd_eval(struct qs_comm *world, int argc, char **argv) {
   t_load = qs_time_now() - t0;
   qs_log0("eval: %s on %s, load %.2f s", o.r.model, o.r.data, t_load);
   if (o.reference) {
-    QS_TRY(qs_eval_compare(world, &m, &ref, &p, ids, t0, &cmp));
+    QS_TRY(qs_eval_compare(world, &m, &ref, &p, ids, &o.dev, t0, &cmp));
     nll_sum = cmp.nll_q;
   } else {
     QS_TRY(qs_eval_windows(world, &m, &p, ids, &o.dev, t0, &nll_sum));

@@ -244,9 +244,8 @@ fail:
 
 // ---- a model against its reference (eval --reference) ------------------------------------------------
 
-enum { CMP_KLD, CMP_NLL_Q, CMP_NLL_REF, CMP_DP, CMP_TOP, CMP_N }; // doubles per predicted token
-
-// Window `ids` (T tokens) through both models: CMP_N doubles per predicted token into out[(T-1) * CMP_N].
+// Window `ids` (T tokens) through both models: the QS_EVAL_CMP_N-double record (eval.h) of each
+// predicted token into out[(T-1) * QS_EVAL_CMP_N].
 static qs_status cmp_window(struct qs_model *q, struct qs_model *ref, struct qs_eval_ws *wq, struct qs_eval_ws *wr,
                             const int32_t *ids, int T, double *out) {
   qs_status status = QS_OK;
@@ -262,9 +261,9 @@ static qs_status cmp_window(struct qs_model *q, struct qs_model *ref, struct qs_
     for (int r = 0; r < rows; r++) {
       struct qs_tok_cmp c;
       qs_tok_cmp_ref(wr->logits + (size_t)r * V, wq->logits + (size_t)r * V, V, ids[r0 + r + 1], &c);
-      double *o = out + (size_t)(r0 + r) * CMP_N;
-      o[CMP_KLD] = c.kld, o[CMP_NLL_Q] = c.nll_q, o[CMP_NLL_REF] = c.nll_ref, o[CMP_DP] = c.dp;
-      o[CMP_TOP] = c.same_top;
+      double *o = out + (size_t)(r0 + r) * QS_EVAL_CMP_N;
+      o[QS_EVAL_CMP_KLD] = c.kld, o[QS_EVAL_CMP_NLL_Q] = c.nll_q, o[QS_EVAL_CMP_NLL_REF] = c.nll_ref;
+      o[QS_EVAL_CMP_DP] = c.dp, o[QS_EVAL_CMP_TOP] = c.same_top;
       if (!isfinite(c.kld) || !isfinite(c.nll_q) || !isfinite(c.nll_ref))
         QS_FAIL(QS_ERR_NUMERIC, "eval: non-finite logits at token %d of a window", r0 + r + 1);
     }
@@ -273,44 +272,97 @@ fail:
   return status;
 }
 
+// The CPU engine's records of this rank's windows [begin, end) into out[(end - begin) * (T-1) * QS_EVAL_CMP_N].
+static qs_status cmp_run_windows(struct qs_model *q, struct qs_model *ref, const int32_t *ids, int T, long long begin,
+                                 long long end, double t0, double *out) {
+  qs_status status = QS_OK;
+  struct qs_eval_ws wq = {0}, wr = {0};
+  const size_t per_win = (size_t)(T - 1) * QS_EVAL_CMP_N;
+  const long long step = QS_MAX(1, QS_CEIL_DIV(end - begin, 10));
+  if (!q->layers) QS_TRY(qs_model_load_layers(q));
+  if (!ref->layers) QS_TRY(qs_model_load_layers(ref));
+  QS_TRY(qs_eval_ws_init(&wq, &q->cfg, T));
+  QS_TRY(qs_eval_ws_init(&wr, &ref->cfg, T));
+  for (long long w = begin; w < end; w++) {
+    QS_TRY(cmp_window(q, ref, &wq, &wr, ids + (size_t)w * T, T, out + (size_t)(w - begin) * per_win));
+    if ((w - begin + 1) % step == 0 || w + 1 == end)
+      qs_log0("eval: %lld/%lld windows (rank 0), %.1f s", w - begin + 1, end - begin, qs_time_now() - t0);
+  }
+fail:
+  qs_eval_ws_free(&wq);
+  qs_eval_ws_free(&wr);
+  return status;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
+// The statistics of eval.h from every token's record, all[n_windows * (T-1) * QS_EVAL_CMP_N] in
+// window and token order (the same array on every rank, whatever engine wrote it).
+static qs_status cmp_summarize(const double *all, long long n_windows, int T, struct qs_eval_cmp *out) {
+  qs_status status = QS_OK;
+  const long long n = n_windows * (T - 1);
+  double *kld = NULL;
+  QS_ALLOC(kld, n);
+  // NLLs as qs_eval_windows adds them (within a window in token order, then windows in order), so the
+  // perplexities equal those of `qshard eval` of each model alone on the same device, bit for bit
+  double s[QS_EVAL_CMP_N] = {0};
+  for (long long w = 0; w < n_windows; w++) {
+    double wn[QS_EVAL_CMP_N] = {0};
+    for (int j = 0; j < T - 1; j++) {
+      const double *o = all + ((size_t)w * (T - 1) + j) * QS_EVAL_CMP_N;
+      for (int k = 0; k < QS_EVAL_CMP_N; k++) wn[k] += o[k];
+      kld[w * (T - 1) + j] = o[QS_EVAL_CMP_KLD];
+    }
+    s[QS_EVAL_CMP_NLL_Q] += wn[QS_EVAL_CMP_NLL_Q], s[QS_EVAL_CMP_NLL_REF] += wn[QS_EVAL_CMP_NLL_REF];
+  }
+  for (long long i = 0; i < n; i++) // the per-token statistics in token order
+    for (int k = 0; k < QS_EVAL_CMP_N; k++)
+      if (k != QS_EVAL_CMP_NLL_Q && k != QS_EVAL_CMP_NLL_REF) s[k] += all[(size_t)i * QS_EVAL_CMP_N + k];
+  qsort(kld, (size_t)n, sizeof(double), cmp_double);
+  *out = (struct qs_eval_cmp){.nll_q = s[QS_EVAL_CMP_NLL_Q], .nll_ref = s[QS_EVAL_CMP_NLL_REF],
+                              .kld_mean = s[QS_EVAL_CMP_KLD] / (double)n,
+                              .kld_p99 = kld[(size_t)ceil(0.99 * (double)n) - 1], .kld_max = kld[n - 1],
+                              .top1 = s[QS_EVAL_CMP_TOP] / (double)n, .dp_mean = s[QS_EVAL_CMP_DP] / (double)n,
+                              .tokens = n};
+fail:
+  free(kld);
+  return status;
+}
+
 qs_status qs_eval_compare(struct qs_comm *world, struct qs_model *q, struct qs_model *ref, const struct qs_eval_plan *p,
-                          const int32_t *ids, double t0, struct qs_eval_cmp *out) {
+                          const int32_t *ids, const struct qs_eval_device *dev, double t0, struct qs_eval_cmp *out) {
   qs_status status = QS_OK, st = QS_OK;
-  struct qs_eval_ws wq = {0}, wr = {0};
-  double *mine = NULL, *all = NULL, *kld = NULL;
+  double *mine = NULL, *all = NULL;
   size_t *counts = NULL;
   const int T = p->seqlen, size = qs_comm_size(world);
-  const size_t per_win = (size_t)(T - 1) * CMP_N;
+  const size_t per_win = (size_t)(T - 1) * QS_EVAL_CMP_N;
   long long begin = 0, end = 0;
   if (q->cfg.vocab != ref->cfg.vocab || q->cfg.hidden != ref->cfg.hidden || q->cfg.n_layers != ref->cfg.n_layers)
     QS_FAIL(QS_ERR_ARG, "eval --reference %s: not the same model as %s (vocab %d/%d, hidden %d/%d, layers %d/%d)",
             ref->dir, q->dir, ref->cfg.vocab, q->cfg.vocab, ref->cfg.hidden, q->cfg.hidden, ref->cfg.n_layers,
             q->cfg.n_layers);
   qs_comm_split_range(p->n_windows, size, qs_comm_rank(world), &begin, &end);
-  qs_log0("eval: %s against %s: %lld windows of %d tokens, %d ranks", q->dir, ref->dir, p->n_windows, T, size);
+  qs_log0("eval: %s against %s: %lld windows of %d tokens, %d ranks (%s)", q->dir, ref->dir, p->n_windows, T, size,
+          dev->kind == QS_DEVICE_KIND_CUDA ? (dev->f32 ? "cuda fp32" : "cuda bf16") : "cpu");
   QS_ALLOC(mine, QS_MAX(1, (size_t)(end - begin) * per_win));
-  if (end > begin) {
-    st = qs_eval_ws_init(&wq, &q->cfg, T);
-    if (st == QS_OK) st = qs_eval_ws_init(&wr, &ref->cfg, T);
-    long long step = QS_MAX(1, QS_CEIL_DIV(end - begin, 10));
-    for (long long w = begin; w < end && st == QS_OK; w++) {
-      st = cmp_window(q, ref, &wq, &wr, ids + (size_t)w * T, T, mine + (size_t)(w - begin) * per_win);
-      if ((w - begin + 1) % step == 0 || w + 1 == end)
-        qs_log0("eval: %lld/%lld windows (rank 0), %.1f s", w - begin + 1, end - begin, qs_time_now() - t0);
-    }
+  if (end > begin && dev->kind == QS_DEVICE_KIND_CUDA) {
+#ifdef QS_USE_CUDA
+    st = qs_eval_compare_cuda(q, ref, ids, T, begin, end, dev->f32, mine);
+#else
+    st = QS_ERR_UNSUPPORTED;
+#endif
+  } else if (end > begin) {
+    st = cmp_run_windows(q, ref, ids, T, begin, end, t0, mine);
   }
   int ok = st == QS_OK;
   QS_TRY(qs_comm_allreduce_and(world, &ok));
   if (!ok) { status = st != QS_OK ? qs_trace(st, __FILE__, __LINE__, __func__) : QS_ERR_NUMERIC; goto fail; }
-  // every token's values, in window order, on every rank; sums in that order
-  const long long n = p->n_windows * (T - 1);
-  QS_ALLOC(all, (size_t)n * CMP_N);
-  QS_ALLOC(kld, n);
+  // every token's record, in window order, on every rank: the sums below see the same array for any
+  // rank count
+  QS_ALLOC(all, (size_t)p->n_windows * per_win);
   QS_ALLOC(counts, size);
   for (int r = 0; r < size; r++) {
     long long b, e;
@@ -318,31 +370,10 @@ qs_status qs_eval_compare(struct qs_comm *world, struct qs_model *q, struct qs_m
     counts[r] = (size_t)(e - b) * per_win * sizeof(double);
   }
   QS_TRY(qs_comm_allgatherv(world, mine, all, counts));
-  // NLLs as qs_eval_windows adds them (within a window in token order, then windows in order), so the
-  // perplexities equal those of `qshard eval` of each model alone, bit for bit
-  double s[CMP_N] = {0};
-  for (long long w = 0; w < p->n_windows; w++) {
-    double wn[CMP_N] = {0};
-    for (int j = 0; j < T - 1; j++) {
-      const double *o = all + ((size_t)w * (T - 1) + j) * CMP_N;
-      for (int k = 0; k < CMP_N; k++) wn[k] += o[k];
-      kld[w * (T - 1) + j] = o[CMP_KLD];
-    }
-    s[CMP_NLL_Q] += wn[CMP_NLL_Q], s[CMP_NLL_REF] += wn[CMP_NLL_REF];
-  }
-  for (long long i = 0; i < n; i++) // the per-token statistics in token order
-    for (int k = 0; k < CMP_N; k++)
-      if (k != CMP_NLL_Q && k != CMP_NLL_REF) s[k] += all[(size_t)i * CMP_N + k];
-  qsort(kld, (size_t)n, sizeof(double), cmp_double);
-  *out = (struct qs_eval_cmp){.nll_q = s[CMP_NLL_Q], .nll_ref = s[CMP_NLL_REF], .kld_mean = s[CMP_KLD] / (double)n,
-                              .kld_p99 = kld[(size_t)ceil(0.99 * (double)n) - 1], .kld_max = kld[n - 1],
-                              .top1 = s[CMP_TOP] / (double)n, .dp_mean = s[CMP_DP] / (double)n, .tokens = n};
+  QS_TRY(cmp_summarize(all, p->n_windows, T, out));
 fail:
-  qs_eval_ws_free(&wq);
-  qs_eval_ws_free(&wr);
   free(mine);
   free(all);
-  free(kld);
   free(counts);
   return status;
 }

@@ -71,17 +71,39 @@ qs_status qs_eval_model(struct qs_comm *world, struct qs_model *m, const char *d
 qs_status qs_eval_windows_cuda(struct qs_model *m, const int32_t *ids, int T, long long begin, long long end,
                                int f32, double *nll);
 // A model against a reference model (its unquantized original) on the same windows (eval
-// --reference), per predicted token (ops.h qs_tok_cmp_ref) and gathered in token order, so every
-// number is the same bits for any rank count: both perplexities, the mean, 99th percentile (nearest
-// rank) and maximum of the KL divergence KL(reference || model), top-1 agreement (fraction of tokens
-// whose argmax agrees) and the mean change of the correct token's probability. CPU engine.
+// --reference), per predicted token (ops.h qs_tok_cmp_ref; the record below) and gathered in
+// token order, so every number is the same bits for any rank count: both perplexities, the mean, 99th
+// percentile (nearest rank) and maximum of the KL divergence KL(reference || model), top-1 agreement
+// (fraction of tokens whose argmax agrees) and the mean change of the correct token's probability.
+// On dev: the CPU engine (layers loaded here if they are not yet) or cuda (qs_eval_compare_cuda,
+// dev->f32 as for qs_eval_windows). nll_q / nll_ref are the bits qs_eval_windows gives for each model
+// alone on the same device and precision.
+// The per-token record behind it: QS_EVAL_CMP_N doubles in this order, written by the CPU engine and
+// by the GPU kernel (kernels/tok_cmp.h, whose QS_TOK_CMP_* eval_cuda.c asserts equal) and gathered
+// over ranks as raw doubles.
+enum qs_eval_cmp_field {
+  QS_EVAL_CMP_KLD,     // KL(ref || q) of the next-token distributions, >= 0
+  QS_EVAL_CMP_NLL_Q,   // -log Q(target)
+  QS_EVAL_CMP_NLL_REF, // -log P(target)
+  QS_EVAL_CMP_DP,      // Q(target) - P(target)
+  QS_EVAL_CMP_TOP,     // 1.0 when argmax P == argmax Q (first index on ties), else 0.0
+  QS_EVAL_CMP_N
+};
 struct qs_eval_cmp {
   double nll_q, nll_ref;              // ordered sums over the predicted tokens
   double kld_mean, kld_p99, kld_max, top1, dp_mean;
   long long tokens;                   // predicted tokens
 };
 qs_status qs_eval_compare(struct qs_comm *world, struct qs_model *q, struct qs_model *ref, const struct qs_eval_plan *p,
-                          const int32_t *ids, double t0, struct qs_eval_cmp *out);
+                          const int32_t *ids, const struct qs_eval_device *dev, double t0, struct qs_eval_cmp *out);
+// The cuda half of qs_eval_compare for a rank's windows [begin, end) of `ids` (T tokens each), q and
+// ref of the same vocab / hidden / layers: out[(end - begin) * (T-1) * QS_EVAL_CMP_N] = each
+// predicted token's record (above), windows and tokens in order (eval_cuda.c). Each model's forward
+// and logits are exactly those of qs_eval_windows_cuda (each window alone, the same GEMM shapes),
+// and the kernel's NLLs are nll.h's bits, so a token's nll_q / nll_ref are the bits whose per-window
+// sums in token order that function returns for each model alone.
+qs_status qs_eval_compare_cuda(struct qs_model *q, struct qs_model *ref, const int32_t *ids, int T, long long begin,
+                               long long end, int f32, double *out);
 
 // Prints the result line ("ppl ... windows ... tokens ...") from rank 0.
 void qs_eval_print(const struct qs_eval_result *r, const char *data);

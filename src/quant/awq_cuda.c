@@ -5,6 +5,7 @@
 
 #include "awq_clip.h"
 #include "qs_cuda.h"
+#include "quant/awq.h"
 #include "quant/method.h"
 
 struct awq_cuda_state {
@@ -36,7 +37,7 @@ static qs_status awq_cuda_rows(struct qs_cuda_ctx *c, const void *state, float *
                                const struct qs_qrows *out) {
   const struct awq_cuda_state *s = state;
   (void)row_tile; // rows are independent
-  return qs_awq_clip_rows_cuda(&s->grid, s->H, s->K, s->clip, W, nrows, out->codes, out->scales, out->zeros, out->loss,
+  return qs_awq_clip_rows_cuda(&s->grid, s->H, s->K, s->clip ? QS_AWQ_N_CLIP : 1, W, nrows, out->codes, out->scales, out->zeros, out->loss,
                                c->stream);
 }
 

@@ -231,7 +231,7 @@ static qs_status eval_checkpoint(struct qs_qrun *run, const char *tmp, json_t **
   struct qs_eval_cmp cmp = {0};
   int32_t *ids = NULL;
   char path[4096] = {0};
-  int opened = 0, ok, have_cmp = 0;
+  int opened = 0, ok;
   if (qs_comm_rank(run->world) == 0) snprintf(path, sizeof(path), "%s", tmp);
   QS_TRY(qs_comm_bcast(run->world, path, sizeof(path), 0));
   qs_status st = qs_model_open(&q, path);
@@ -239,37 +239,33 @@ static qs_status eval_checkpoint(struct qs_qrun *run, const char *tmp, json_t **
   QS_TRY(qs_comm_allreduce_and(run->world, &ok));
   if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the written checkpoint %s could not be opened on every rank", path);
   const int seqlen = a->eval_seqlen ? a->eval_seqlen : run->T;
-  if (dev.kind != QS_DEVICE_KIND_CPU) {
-    QS_TRY(qs_eval_model(run->world, &q, a->eval_data, seqlen, a->eval_windows, &dev, &er));
-  } else {
-    // On the CPU the original model runs beside it on the same windows: the checkpoint's perplexity (the
-    // same bits as `qshard eval` of it) and how far its next-token distributions moved (eval.h).
-    struct qs_eval_request o = {.model = q.dir, .data = a->eval_data, .seqlen = seqlen, .max_windows = a->eval_windows};
-    struct qs_eval_plan p;
-    double t0 = qs_time_now();
-    QS_TRY(qs_eval_share_tokens(run->world, &o, &q.cfg, &p, &ids));
+  // The original model runs beside it on the same windows, on the run's device: the checkpoint's
+  // perplexity (the same bits as `qshard eval` of it on that device) and how far its next-token
+  // distributions moved (eval.h). On cuda both models stream their layers from the checkpoints.
+  struct qs_eval_request o = {.model = q.dir, .data = a->eval_data, .seqlen = seqlen, .max_windows = a->eval_windows};
+  struct qs_eval_plan p;
+  double t0 = qs_time_now();
+  QS_TRY(qs_eval_share_tokens(run->world, &o, &q.cfg, &p, &ids));
+  if (dev.kind == QS_DEVICE_KIND_CPU) {
     st = qs_model_load_layers(&q);
     if (st == QS_OK && !run->m->layers) st = qs_model_load_layers(run->m);
     ok = st == QS_OK;
     QS_TRY(qs_comm_allreduce_and(run->world, &ok));
     if (!ok) QS_FAIL(QS_ERR_IO, "--eval: the models could not be loaded on every rank");
-    QS_TRY(qs_eval_compare(run->world, &q, run->m, &p, ids, t0, &cmp));
-    er = (struct qs_eval_result){.ppl = exp(cmp.nll_q / (double)cmp.tokens), .nll = cmp.nll_q, .windows = p.n_windows,
-                                 .tokens = p.n_windows * p.seqlen, .predicted = cmp.tokens, .seqlen = p.seqlen,
-                                 .seconds = qs_time_now() - t0};
-    have_cmp = 1;
   }
+  QS_TRY(qs_eval_compare(run->world, &q, run->m, &p, ids, &dev, t0, &cmp));
+  er = (struct qs_eval_result){.ppl = exp(cmp.nll_q / (double)cmp.tokens), .nll = cmp.nll_q, .windows = p.n_windows,
+                               .tokens = p.n_windows * p.seqlen, .predicted = cmp.tokens, .seqlen = p.seqlen,
+                               .seconds = qs_time_now() - t0};
   *ej = eval_json(&er, a->eval_data);
-  if (have_cmp) {
-    double fp = exp(cmp.nll_ref / (double)cmp.tokens);
-    json_object_set_new(*ej, "reference", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "ppl", fp, "kld_mean",
-                                                    cmp.kld_mean, "kld_p99", cmp.kld_p99, "kld_max", cmp.kld_max,
-                                                    "top1_agreement", cmp.top1, "dp_mean", cmp.dp_mean));
-    if (!a->log_json)
-      qs_log0("eval: PPL %.4f -> %.4f (%+.2f %%), KLD %.6f (p99 %.6f), top-1 agreement %.2f %% (the original model "
-              "and the checkpoint, same %lld windows)", fp, er.ppl, 100.0 * (er.ppl / fp - 1.0), cmp.kld_mean,
-              cmp.kld_p99, 100.0 * cmp.top1, er.windows);
-  }
+  double fp = exp(cmp.nll_ref / (double)cmp.tokens);
+  json_object_set_new(*ej, "reference", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "ppl", fp, "kld_mean",
+                                                  cmp.kld_mean, "kld_p99", cmp.kld_p99, "kld_max", cmp.kld_max,
+                                                  "top1_agreement", cmp.top1, "dp_mean", cmp.dp_mean));
+  if (!a->log_json)
+    qs_log0("eval: PPL %.4f -> %.4f (%+.2f %%), KLD %.6f (p99 %.6f), top-1 agreement %.2f %% (the original model "
+            "and the checkpoint, same %lld windows)", fp, er.ppl, 100.0 * (er.ppl / fp - 1.0), cmp.kld_mean,
+            cmp.kld_p99, 100.0 * cmp.top1, er.windows);
   if (a->log_json) qs_progress_note(run, "eval", json_deep_copy(*ej), "eval");
   else qs_eval_print(&er, a->eval_data);
 fail:
