@@ -13,9 +13,9 @@
 extern "C" {
 #endif
 
-// W: [rows, K] fp32, s: [K] (by_rows 0: W[r, k] *= s[k]) or [rows] (by_rows 1: W[r, k] /= s[r]),
-// both on the device. Asynchronous on `stream`.
-qs_status qs_awq_fold_cuda(float *W, int64_t rows, int64_t K, const float *s, int by_rows, cudaStream_t stream);
+// W: [rows, K] fp32 and s on the device; mode (awq.h QS_AWQ_FOLD_*): 0 W[r, k] *= s[k], 1 W[r, k] /=
+// s[r] (s: [rows]), 2 W[r, k] /= s[k]. Asynchronous on `stream`.
+qs_status qs_awq_fold_cuda(float *W, int64_t rows, int64_t K, const float *s, int mode, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -67,16 +67,16 @@ static void test_fold(void) {
   enum { R = 300, K = 777 };
   float *W = malloc(sizeof(float) * R * K), *got = malloc(sizeof(float) * R * K), *s = malloc(sizeof(float) * K);
   float *dW = NULL, *ds = NULL;
-  for (int by_rows = 0; by_rows < 2; by_rows++) {
-    const int ns = by_rows ? R : K;
+  for (int mode = 0; mode < 3; mode++) { // awq.h QS_AWQ_FOLD_*
+    const int ns = mode == QS_AWQ_FOLD_ROWS_DIV ? R : K;
     for (int i = 0; i < R * K; i++) W[i] = uniform();
     for (int i = 0; i < ns; i++) s[i] = 0.05f + fabsf(uniform()) * 7.0f;
     TEST_CUDA(cudaMalloc((void **)&dW, sizeof(float) * R * K));
     TEST_CUDA(cudaMalloc((void **)&ds, sizeof(float) * K));
     TEST_CUDA(cudaMemcpy(dW, W, sizeof(float) * R * K, cudaMemcpyHostToDevice));
     TEST_CUDA(cudaMemcpy(ds, s, sizeof(float) * ns, cudaMemcpyHostToDevice));
-    CHECK_EQ_INT(qs_awq_fold_cuda(dW, R, K, ds, by_rows, 0), QS_OK);
-    qs_awq_fold_ref(W, R, K, s, by_rows);
+    CHECK_EQ_INT(qs_awq_fold_cuda(dW, R, K, ds, mode, 0), QS_OK);
+    qs_awq_fold_ref(W, R, K, s, mode);
     TEST_CUDA(cudaMemcpy(got, dW, sizeof(float) * R * K, cudaMemcpyDeviceToHost));
     CHECK(memcmp(got, W, sizeof(float) * R * K) == 0);
     cudaFree(dW), cudaFree(ds);

@@ -75,11 +75,12 @@ qs_status qs_layer_fold(struct qs_layer *L, const struct qs_config *c, enum qs_g
   const int64_t K = L->lin[grp->first].n_in;
   float *norm = grp->prev_norm ? qs_layer_norm(L, grp->prev_norm) : NULL;
   if (prev < 0 && !norm) QS_FAIL(QS_ERR_INTERNAL, "fold: %s has no op to fold scales into", grp->input);
-  for (int i = grp->first; i < grp->first + grp->count; i++) qs_awq_fold_ref(L->lin[i].w, L->lin[i].n_out, K, s, 0);
+  for (int i = grp->first; i < grp->first + grp->count; i++)
+    qs_awq_fold_ref(L->lin[i].w, L->lin[i].n_out, K, s, QS_AWQ_FOLD_COLS_MUL);
   if (prev >= 0) {
     struct qs_linear *p = &L->lin[prev];
-    qs_awq_fold_ref(p->w, K, p->n_in, s, 1);
-    if (p->b) qs_awq_fold_ref(p->b, K, 1, s, 1);
+    qs_awq_fold_ref(p->w, K, p->n_in, s, QS_AWQ_FOLD_ROWS_DIV);
+    if (p->b) qs_awq_fold_ref(p->b, K, 1, s, QS_AWQ_FOLD_ROWS_DIV);
   } else {
     for (int64_t k = 0; k < K; k++) {
       float v = norm[k] / s[k];

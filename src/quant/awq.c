@@ -1,6 +1,8 @@
 // awq.c — AWQ's references (awq.h) and its two method rows (method.h):
 //   awq       the layer's scales (run/pipeline.c searches and folds them before the groups are
-//             quantized), then each module's rows by clipped RTN on the scaled weights;
+//             quantized), then each module's rows by clipped RTN on the scaled weights; every
+//             input from the full-precision layer (method.h QS_METHOD_FP_INPUTS), as AutoAWQ and
+//             llm-compressor's AWQModifier compute them: one forward per layer;
 //   awq+gptq  the same scales, then GPTQ on the scaled weights (its prep and rows as they are).
 // Both default to an asymmetric grid with zero points (AutoAWQ's zero_point=True; --sym allowed).
 #include "quant/awq.h"
@@ -70,10 +72,11 @@ void qs_awq_xabs_add_ref(const float *X, int64_t T, int64_t K, float *sum) {
     for (int64_t k = 0; k < K; k++) sum[k] += fabsf(X[t * K + k]);
 }
 
-void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int by_rows) {
+void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int mode) {
   for (int64_t r = 0; r < rows; r++)
     for (int64_t k = 0; k < K; k++) {
-      if (by_rows) W[r * K + k] /= s[r];
+      if (mode == QS_AWQ_FOLD_ROWS_DIV) W[r * K + k] /= s[r];
+      else if (mode == QS_AWQ_FOLD_COLS_DIV) W[r * K + k] /= s[k];
       else W[r * K + k] *= s[k];
     }
 }
@@ -226,7 +229,7 @@ const struct qs_method qs_method_awq = {
     .name = "awq",
     .help = "AWQ (Lin et al. 2024): per-channel scales from the activations, folded into the preceding norm or "
             "linear, then clipped round-to-nearest; needs --calib; asymmetric by default",
-    .needs = QS_METHOD_CALIB | QS_METHOD_HESSIAN | QS_METHOD_SCALES,
+    .needs = QS_METHOD_CALIB | QS_METHOD_HESSIAN | QS_METHOD_SCALES | QS_METHOD_FP_INPUTS,
     .accepts = 0,
     .asym = 1,
     .prep = awq_prep,

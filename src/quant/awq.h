@@ -56,10 +56,14 @@ double qs_awq_clip_row_ref(const struct qs_grid *g, const float *Hb, int clip, f
 // (one float running sum per channel; the GPU kernel kernels/awq_xabs.cu gives the same bits).
 void qs_awq_xabs_add_ref(const float *X, int64_t T, int64_t K, float *sum);
 
-// The fold of scales s into a weight W [rows, K]: by_rows 0: W[r, k] *= s[k] (the scaled modules'
-// columns); by_rows 1: W[r, k] /= s[r] (the rows of the linear producing their input). One IEEE
-// operation per element (kernels/awq_fold.cu gives the same bits).
-void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int by_rows);
+// The fold of scales s into a matrix W [rows, K], one IEEE operation per element (kernels/awq_fold.cu
+// gives the same bits; its modes are these numbers):
+enum {
+  QS_AWQ_FOLD_COLS_MUL = 0, // W[r, k] *= s[k]: the scaled modules' columns
+  QS_AWQ_FOLD_ROWS_DIV = 1, // W[r, k] /= s[r]: the rows (or bias) of the linear producing their input
+  QS_AWQ_FOLD_COLS_DIV = 2, // W[r, k] /= s[k]: with ROWS_DIV first, the input's Hessian H_rk / s_r / s_k
+};
+void qs_awq_fold_ref(float *W, int64_t rows, int64_t K, const float *s, int mode);
 
 // The H diagonal blocks qs_awq_clip_row_ref reads: Hb [G·gs·gs] from H [K, K] (a ragged last group's
 // block is gs_last × gs_last at the same offset).

@@ -78,6 +78,10 @@ enum {
   QS_METHOD_HESSIAN = 1u << 1, // prep reads H
   QS_METHOD_SCALES = 1u << 2,  // per-input-channel scales searched and folded into the preceding op
                                // for each group before the layer is quantized (AWQ: run/pipeline.c)
+  QS_METHOD_FP_INPUTS = 1u << 3, // with SCALES: every group's inputs (its Hessian) and the next layer's
+                                 // input come from the full-precision layer, as AutoAWQ and
+                                 // llm-compressor's AWQ compute them, not from the quantized groups
+                                 // before it (GPTQ's sequential order)
 };
 enum { // options a method accepts (the command line refuses the others)
   QS_MOPT_ACT_ORDER = 1u << 0,

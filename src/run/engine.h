@@ -39,18 +39,22 @@ struct qs_qengine {
   // without them. stats: the full-precision forward of the whole layer before any module is
   // quantized: per group g its Hessian H[g] (as hessian() gives it, engine memory) and xabs[g] [K]
   // (host) = mean |x| per input channel over every rank's tokens, both fixed-order tree sums
-  // (identical on every rank); x is left as it was.
-  qs_status (*stats)(struct qs_qengine *e, struct qs_qrun *run, float *H[QS_GROUP_COUNT], float *xabs[QS_GROUP_COUNT]);
+  // (identical on every rank); advance 0: x is left as it was; advance 1 (QS_METHOD_FP_INPUTS): x
+  // becomes the full-precision layer's output, and finish() only closes the layer.
+  qs_status (*stats)(struct qs_qengine *e, struct qs_qrun *run, float *H[QS_GROUP_COUNT], float *xabs[QS_GROUP_COUNT],
+                     int advance);
   // err[a], a < n: the output error Σ d H dᵀ over the rows of group g's modules quantized on o's grid
   // after scaling by S + a·K (quant/awq.h qs_awq_scaled_error_ref), identical on every rank.
   qs_status (*scale_error)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const struct qs_qopts *o,
                            const float *H, const float *S, int n, double *err);
   // The columns of group g's modules multiplied by s [K], the op producing their input divided by s:
   // the rows (and bias) of the layout's prev_lin, or its prev_norm weight, which is then rounded to
-  // norm_dtype (how the checkpoint stores it) and copied to norm_out [K] (host).
+  // norm_dtype (how the checkpoint stores it) and copied to norm_out [K] (host). H (engine memory,
+  // or NULL): the group's Hessian from stats, made that of the divided input: H_ij / s_i / s_j.
   qs_status (*fold)(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const float *s, qs_dtype norm_dtype,
-                    float *norm_out);
-  // The layer's output from its quantized modules: x becomes the next layer's input.
+                    float *norm_out, float *H);
+  // The layer's output from its quantized modules: x becomes the next layer's input (unless
+  // stats(advance 1) made it the full-precision layer's output already).
   qs_status (*finish)(struct qs_qengine *e, struct qs_qrun *run, int l);
   // x copied out to / in from host memory (resume state), [s1 - s0, T, hidden] fp32.
   qs_status (*get_x)(struct qs_qengine *e, const struct qs_qrun *run, float *x);

@@ -26,6 +26,7 @@ struct cpu_engine {
   const float *X;    // the current group's input [(s1-s0)*T, K] (for the Hessian leaves)
   int K;
   const struct qs_qrun *run;
+  int x_done;        // x is already this layer's output (stats with advance: engine.h)
 };
 
 // QS_ERR_NUMERIC naming the tensor and the element when x [rows, cols] (cols 0: a vector of rows)
@@ -71,6 +72,7 @@ fail:
 static qs_status cpu_load(struct qs_qengine *e, struct qs_qrun *run, int l) {
   qs_status status = QS_OK;
   struct cpu_engine *c = (struct cpu_engine *)e;
+  c->x_done = 0;
   qs_layer_free(&c->L);
   QS_TRY(qs_model_load_layer(run->m, l, &c->L));
   QS_TRY(check_layer(run, l, &c->L));
@@ -147,21 +149,31 @@ static qs_status xabs_leaf(void *ctx, long long s, float *out) {
 }
 
 static qs_status cpu_stats(struct qs_qengine *e, struct qs_qrun *run, float *H[QS_GROUP_COUNT],
-                           float *xabs[QS_GROUP_COUNT]) {
+                           float *xabs[QS_GROUP_COUNT], int advance) {
   qs_status status = QS_OK;
   struct cpu_engine *c = (struct cpu_engine *)e;
   const size_t nx = (size_t)(run->s1 - run->s0) * (size_t)run->T * (size_t)run->m->cfg.hidden;
   float *x0 = NULL;
+  const float *X;
+  int K;
   for (int g = 0; g < QS_GROUP_COUNT; g++) H[g] = xabs[g] = NULL;
   if (!c->x) QS_FAIL(QS_ERR_ARG, "layer %d: the scale search needs calibration data", run->layer);
-  QS_ALLOC(x0, nx);
-  memcpy(x0, c->x, nx * sizeof(float)); // the steps add the attention output to x: put it back after
+  if (!advance) { // the steps add the attention output to x: put it back after
+    QS_ALLOC(x0, nx);
+    memcpy(x0, c->x, nx * sizeof(float));
+  }
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
     QS_TRY(cpu_hessian(e, run, (enum qs_group)g, &H[g]));
     QS_ALLOC(xabs[g], c->K);
     QS_TRY(qs_comm_treesum_f32(run->data, run->n_samples, (size_t)c->K, xabs_leaf, c, xabs[g]));
     const float n = (float)run->n_samples * (float)run->T;
     for (int k = 0; k < c->K; k++) xabs[g][k] /= n;
+  }
+  if (advance) { // the full-precision layer's output: the next layer's input
+    QS_TRY(qs_layer_step(&run->m->cfg, run->m->rope_inv_freq, &c->L, c->x, (int)(run->s1 - run->s0), run->T, &c->ws,
+                         QS_GROUP_COUNT, &X, &K));
+    c->x_done = 1;
+    return QS_OK;
   }
   memcpy(c->x, x0, nx * sizeof(float));
   free(x0);
@@ -250,8 +262,17 @@ fail:
 }
 
 static qs_status cpu_fold(struct qs_qengine *e, struct qs_qrun *run, enum qs_group g, const float *s,
-                          qs_dtype norm_dtype, float *norm_out) {
-  return qs_layer_fold(&((struct cpu_engine *)e)->L, &run->m->cfg, g, s, norm_dtype, norm_out);
+                          qs_dtype norm_dtype, float *norm_out, float *H) {
+  qs_status status = QS_OK;
+  struct cpu_engine *c = (struct cpu_engine *)e;
+  QS_TRY(qs_layer_fold(&c->L, &run->m->cfg, g, s, norm_dtype, norm_out));
+  if (H) {
+    const int64_t K = c->L.lin[qs_layout_of(&run->m->cfg)->group[g].first].n_in;
+    qs_awq_fold_ref(H, K, K, s, QS_AWQ_FOLD_ROWS_DIV);
+    qs_awq_fold_ref(H, K, K, s, QS_AWQ_FOLD_COLS_DIV);
+  }
+fail:
+  return status;
 }
 
 static qs_status cpu_prep(struct qs_qengine *e, struct qs_qrun *run, const struct qs_qopts *o, const float *H, int64_t K,
@@ -406,7 +427,7 @@ static qs_status cpu_finish(struct qs_qengine *e, struct qs_qrun *run, int l) {
   const float *X;
   int K;
   (void)l;
-  if (!c->x) return QS_OK;
+  if (!c->x || c->x_done) return QS_OK;
   return qs_layer_step(&run->m->cfg, run->m->rope_inv_freq, &c->L, c->x, (int)(run->s1 - run->s0), run->T, &c->ws,
                        QS_GROUP_COUNT, &X, &K);
 }

@@ -152,17 +152,20 @@ static qs_status cuda_hessian(struct qs_qengine *base, struct qs_qrun *run, enum
   return group_hessian(e, run, g, e->L.n_in[qs_layout_of(&run->m->cfg)->group[g].first], 0, H);
 }
 
+static qs_status finish_layer(struct qs_cuda_engine *e);
+
 // engine.h stats: each group's Hessian and channel means from the full-precision layer, in the
-// groups' order; the attention block's output is added to a scratch copy of each sample's residual
-// (e->xs), never to x.
+// groups' order. advance 0: the attention block's output is added to a scratch copy of each sample's
+// residual (e->xs), never to x; advance 1: the groups' inputs formed as the sequential pass forms
+// them (x takes the attention block), then the MLP block: x = the full-precision layer's output.
 static qs_status cuda_stats(struct qs_qengine *base, struct qs_qrun *run, float *H[QS_GROUP_COUNT],
-                            float *xabs[QS_GROUP_COUNT]) {
+                            float *xabs[QS_GROUP_COUNT], int advance) {
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
   for (int g = 0; g < QS_GROUP_COUNT; g++) H[g] = xabs[g] = NULL;
   if (!e->x) QS_FAIL(QS_ERR_ARG, "layer %d: the scale search needs calibration data", run->layer);
-  QS_CUDA_CHECK(cudaMalloc((void **)&e->xs, (size_t)e->T * run->m->cfg.hidden * sizeof(float)));
+  if (!advance) QS_CUDA_CHECK(cudaMalloc((void **)&e->xs, (size_t)e->T * run->m->cfg.hidden * sizeof(float)));
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
     const int K = e->L.n_in[lay->group[g].first];
     QS_TRY(group_hessian(e, run, (enum qs_group)g, K, 1, &H[g]));
@@ -175,6 +178,10 @@ static qs_status cuda_stats(struct qs_qengine *base, struct qs_qrun *run, float 
   }
   cudaFree(e->xs);
   e->xs = NULL;
+  if (advance) {
+    QS_TRY(finish_layer(e));
+    e->x_done = 1;
+  }
   return QS_OK;
 fail:
   cudaFree(e->xs);
@@ -246,6 +253,7 @@ static qs_status cuda_load(struct qs_qengine *base, struct qs_qrun *run, int l) 
   (void)run;
   memset(e->ph, 0, sizeof(e->ph));
   e->t_mark = qs_time_now();
+  e->x_done = 0;
   for (int i = 0; i < QS_LIN_COUNT; i++) {
     free(e->out_scale[i]);
     e->out_scale[i] = NULL;
@@ -262,7 +270,7 @@ static qs_status cuda_finish(struct qs_qengine *base, struct qs_qrun *run, int l
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   (void)run;
-  if (e->x) QS_TRY(finish_layer(e));
+  if (e->x && !e->x_done) QS_TRY(finish_layer(e));
   log_phases(e, l);
 fail:
   return status;

@@ -67,6 +67,7 @@ struct qs_cuda_engine {
   float *out_scale[QS_LIN_COUNT]; // host [n_out]: the scales folded into this module's rows this
                                   // layer (its bias, read from the checkpoint for the record, is
                                   // divided by them as the forward's was), else NULL
+  int x_done;        // x is already this layer's output (stats with advance: engine.h)
   int B, T;
   long long leaf0, leaf1, n_leaves; // this rank's leaves [leaf0, leaf1) of n_leaves
   double ph[QS_PH_COUNT], t_mark;
@@ -96,7 +97,7 @@ fail:
 qs_status qs_cuda_scale_error(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, const struct qs_qopts *o,
                               const float *H, const float *S, int n, double *err);
 qs_status qs_cuda_fold(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, const float *s,
-                       qs_dtype norm_dtype, float *norm_out);
+                       qs_dtype norm_dtype, float *norm_out, float *H);
 
 qs_status qs_cuda_quantize_module(struct qs_cuda_engine *e, struct qs_qrun *run, const struct qs_qopts *o,
                                   const void *state, const float *H, enum qs_lin lin, struct qs_qreport *rep,

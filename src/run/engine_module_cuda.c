@@ -208,7 +208,7 @@ static qs_status dmod_record(struct qs_cuda_engine *e, const struct qs_qrun *run
   run->a->method->cuda->group_map(state, rec->g_idx);
   snprintf(bname, sizeof(bname), "%s.bias", name);
   if (bias) QS_TRY(qs_ckpt_read_f32(&run->m->ckpt, bname, 1, (int64_t[]){d->N}, rec->bias));
-  if (bias && e->out_scale[i]) qs_awq_fold_ref(rec->bias, d->N, 1, e->out_scale[i], 1); // folded (AWQ), as the forward's
+  if (bias && e->out_scale[i]) qs_awq_fold_ref(rec->bias, d->N, 1, e->out_scale[i], QS_AWQ_FOLD_ROWS_DIV); // folded (AWQ), as the forward's
   QS_CUDA_CHECK(cudaStreamSynchronize(st));
   return QS_OK;
 fail:

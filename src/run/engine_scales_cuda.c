@@ -135,7 +135,7 @@ static qs_status fold_bias(struct qs_cuda_engine *e, struct qs_qrun *run, int pr
   qs_layout_module_path(qs_layout_of(&run->m->cfg), run->layer, (enum qs_lin)prev, name, sizeof(name) - 8);
   strcat(name, ".bias");
   QS_TRY(qs_ckpt_read_f32(&run->m->ckpt, name, 1, (int64_t[]){N}, b));
-  qs_awq_fold_ref(b, N, 1, s, 1);
+  qs_awq_fold_ref(b, N, 1, s, QS_AWQ_FOLD_ROWS_DIV);
   qs_convert_from_f32(b, e->ctx.dt, buf, (size_t)N);
   QS_CUDA_CHECK(cudaMemcpyAsync(e->L.b[prev], buf, (size_t)N * qs_dtype_size(e->ctx.dt), cudaMemcpyHostToDevice,
                                 e->ctx.stream));
@@ -150,7 +150,7 @@ fail:
 }
 
 qs_status qs_cuda_fold(struct qs_qengine *base, struct qs_qrun *run, enum qs_group g, const float *s,
-                       qs_dtype norm_dtype, float *norm_out) {
+                       qs_dtype norm_dtype, float *norm_out, float *H) {
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   const struct qs_config *cfg = &run->m->cfg;
@@ -165,12 +165,12 @@ qs_status qs_cuda_fold(struct qs_qengine *base, struct qs_qrun *run, enum qs_gro
   QS_CUDA_CHECK(cudaMemcpyAsync(ds, s, (size_t)K * sizeof(float), cudaMemcpyHostToDevice, e->ctx.stream));
   for (int i = grp->first; i < grp->first + grp->count; i++) {
     QS_TRY(raw_to_f32(e, i));
-    QS_TRY(qs_awq_fold_cuda(e->L.raw[i], e->L.n_out[i], K, ds, 0, e->ctx.stream));
+    QS_TRY(qs_awq_fold_cuda(e->L.raw[i], e->L.n_out[i], K, ds, QS_AWQ_FOLD_COLS_MUL, e->ctx.stream));
     QS_TRY(refresh_w(e, i));
   }
   if (prev >= 0) {
     QS_TRY(raw_to_f32(e, prev));
-    QS_TRY(qs_awq_fold_cuda(e->L.raw[prev], K, e->L.n_in[prev], ds, 1, e->ctx.stream));
+    QS_TRY(qs_awq_fold_cuda(e->L.raw[prev], K, e->L.n_in[prev], ds, QS_AWQ_FOLD_ROWS_DIV, e->ctx.stream));
     QS_TRY(refresh_w(e, prev));
     if (e->L.b[prev]) QS_TRY(fold_bias(e, run, prev, s));
   } else { // the norm on the host, exactly as qs_layer_fold rounds it to the checkpoint's dtype
@@ -185,6 +185,10 @@ qs_status qs_cuda_fold(struct qs_qengine *base, struct qs_qrun *run, enum qs_gro
       if (norm_out) norm_out[k] = hn[k];
     }
     QS_CUDA_CHECK(cudaMemcpyAsync(norm, hn, (size_t)K * sizeof(float), cudaMemcpyHostToDevice, e->ctx.stream));
+  }
+  if (H) { // the Hessian of the divided input (engine.h), in the reference's order: rows, then columns
+    QS_TRY(qs_awq_fold_cuda(H, K, K, ds, QS_AWQ_FOLD_ROWS_DIV, e->ctx.stream));
+    QS_TRY(qs_awq_fold_cuda(H, K, K, ds, QS_AWQ_FOLD_COLS_DIV, e->ctx.stream));
   }
   QS_TRY(qs_cuda_phase(e, QS_PH_SEARCH));
 fail:

@@ -36,18 +36,23 @@ fail:
 
 // Per-input-channel scales of the layer's groups (method.h QS_METHOD_SCALES, quant/awq.h): all
 // searched on the full-precision layer (stats), then folded, before any module is quantized (as
-// AutoAWQ orders it; the groups' Hessians are then taken again from the folded layer as usual).
-// scales[g] / norm[g]: the chosen scales and the folded norm weight of group g, or NULL.
+// AutoAWQ orders it). Then either the groups' Hessians are taken again from the folded layer as
+// usual (sequentially, from the quantized groups before: awq+gptq), or (QS_METHOD_FP_INPUTS: awq)
+// the full-precision ones are kept, made those of the folded inputs, and the stats pass has already
+// made x the full-precision layer's output. scales[g] / norm[g]: the chosen scales and the folded
+// norm weight of group g, or NULL; H[g]: the kept Hessian of group g (engine memory), or NULL.
 struct layer_scales {
   float *scales[QS_GROUP_COUNT];
   float *norm[QS_GROUP_COUNT];
+  float *H[QS_GROUP_COUNT];
 };
 
-static void layer_scales_free(struct layer_scales *ls) {
+static void layer_scales_free(struct qs_qengine *e, struct layer_scales *ls) {
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
     free(ls->scales[g]);
     free(ls->norm[g]);
-    ls->scales[g] = ls->norm[g] = NULL;
+    if (ls->H[g]) e->hessian_free(e, ls->H[g]);
+    ls->scales[g] = ls->norm[g] = ls->H[g] = NULL;
   }
 }
 
@@ -59,10 +64,11 @@ static qs_status equalize(struct qs_qrun *run, struct layer_scales *ls) {
   float *H[QS_GROUP_COUNT] = {0}, *xabs[QS_GROUP_COUNT] = {0}, *S = NULL;
   double err[QS_AWQ_N_ALPHA];
   char name[160];
+  const int fp_inputs = (run->a->method->needs & QS_METHOD_FP_INPUTS) != 0;
   if (!e->stats || !e->scale_error || !e->fold)
     QS_FAIL(QS_ERR_UNSUPPORTED, "--method %s: the %s engine has no scale search (use --device cpu)",
             run->a->method->name, e->name);
-  QS_TRY(e->stats(e, run, H, xabs));
+  QS_TRY(e->stats(e, run, H, xabs, fp_inputs));
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
     const struct qs_layout_group *grp = &lay->group[g];
     struct qs_qopts o;
@@ -99,8 +105,10 @@ static qs_status equalize(struct qs_qrun *run, struct layer_scales *ls) {
       dt = t->dtype;
       QS_ALLOC(ls->norm[g], cfg->hidden);
     }
-    QS_TRY(e->fold(e, run, (enum qs_group)g, ls->scales[g], dt, ls->norm[g]));
+    QS_TRY(e->fold(e, run, (enum qs_group)g, ls->scales[g], dt, ls->norm[g], fp_inputs ? H[g] : NULL));
   }
+  if (fp_inputs)
+    for (int g = 0; g < QS_GROUP_COUNT; g++) ls->H[g] = H[g], H[g] = NULL; // the groups' Hessians from here
 fail:
   free(S);
   for (int g = 0; g < QS_GROUP_COUNT; g++) {
@@ -110,7 +118,7 @@ fail:
   return status;
 }
 
-static qs_status group(struct qs_qrun *run, enum qs_group g, const struct layer_scales *ls) {
+static qs_status group(struct qs_qrun *run, enum qs_group g, struct layer_scales *ls) {
   qs_status status = QS_OK;
   struct qs_qengine *e = run->engine;
   const struct qs_layout *lay = qs_layout_of(&run->m->cfg);
@@ -123,7 +131,12 @@ static qs_status group(struct qs_qrun *run, enum qs_group g, const struct layer_
   int n_out, n_in, bias;
   char name[160];
   qs_layout_shape(&run->m->cfg, (enum qs_lin)grp->first, &n_out, &n_in, &bias);
-  QS_TRY(e->hessian(e, run, g, &H));
+  if (ls->H[g]) { // the full-precision one, kept by equalize (QS_METHOD_FP_INPUTS); group() frees it
+    H = ls->H[g];
+    ls->H[g] = NULL;
+  } else {
+    QS_TRY(e->hessian(e, run, g, &H));
+  }
   for (int i = grp->first; i < grp->first + grp->count; i++) {
     struct qs_qreport rep;
     // One prep per group, again only for a module that a format puts on other options.
@@ -178,6 +191,6 @@ qs_status qs_pipeline_layer(struct qs_qrun *run, int l) {
   for (int g = 0; g < QS_GROUP_COUNT; g++) QS_TRY(group(run, (enum qs_group)g, &ls));
   QS_TRY(e->finish(e, run, l));
 fail:
-  layer_scales_free(&ls);
+  layer_scales_free(e, &ls);
   return status;
 }

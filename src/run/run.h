@@ -89,7 +89,7 @@ struct qs_qrun {
   struct qs_qengine *engine;
   struct qs_qstate *state;     // resume state and per-layer record files (state.h)
   double eval_ppl;             // --eval: the written checkpoint's perplexity (NaN until then)
-  double eval_fp_ppl, eval_kld; // and the original model's, with the mean KL divergence (CPU; NaN: none)
+  double eval_fp_ppl, eval_kld; // and the original model's, with the mean KL divergence (NaN: none)
 };
 
 // What format i's writer and hooks know of the run (formats/format.h).
