@@ -14,5 +14,6 @@ int qs_cmd_quantize(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_calib(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_report(struct qs_comm *world, int argc, char **argv);
 int qs_cmd_verify(struct qs_comm *world, int argc, char **argv);
+int qs_cmd_plan(struct qs_comm *world, int argc, char **argv);
 
 #endif

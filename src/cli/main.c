@@ -17,6 +17,7 @@ static const struct {
     {"eval", qs_cmd_eval, "--model DIR --data F.h5 [--seqlen 512]   perplexity"},
     {"quantize", qs_cmd_quantize, "--model DIR --calib F.h5 --out DIR [--method gptq|rtn --bits 4 ...]"},
     {"report", qs_cmd_report, "OUT [--out-dir D]   report.svg + report.md from OUT/quant_report.json"},
+    {"plan", qs_cmd_plan, "--model DIR|--config NAME [quantize options] --np P   memory, disk, time before a run"},
     {"verify", qs_cmd_verify, "OUT [--quiet]       every file of OUT against its SHA-256 manifest"},
     {"calib", qs_cmd_calib, "--model DIR --text F|--jsonl F --out F.h5 [--samples N --seqlen L]   tokens from text"},
     {"synth", qs_cmd_synth, "--config NAME [--layers N] [--seed S] --out DIR   random weights, real shapes"},
