@@ -11,17 +11,9 @@
 #      output from the GPU is read by `qshard eval` with the report's perplexity;
 #   3. gutenberg28M awq+gptq 4-bit g128 on the GPU: perplexity within 2 % of the CPU engine's.
 set -euo pipefail
-D=${QS_DATA_DIR:-}
-[ -n "$D" ] && [ -d "$D/stories260K" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
-nvidia-smi -L > /dev/null 2>&1 || { echo "SKIP: no GPU (nvidia-smi -L failed)"; exit 77; }
-Q=$QSHARD
+. "$QS_SRC/tests/qs_cuda_check.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-S=$D/stories260K G=$D/gutenberg28M
-fail() { echo "FAIL: $*"; exit 1; }
-ppl_log() { grep -E '^ppl ' "$1" | head -n1 | awk '{print $2}'; }
-ppl_rep() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['eval']['ppl'])" "$1/quant_report.json"; }
-within() { python3 -c "import sys; a,b,r=map(float,sys.argv[1:]); d=abs(a/b-1); print('  %.6f vs %.6f: rel diff %.2e (limit %.0e)' % (a,b,d,r)); sys.exit(0 if d <= r else 1)" "$1" "$2" "$3"; }
 run() { # name model calib eval [options...]
   local name=$1 dir=$2 calib=$3 ev=$4
   shift 4

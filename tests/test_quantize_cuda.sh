@@ -22,18 +22,9 @@
 #      `eval --device cuda` of the model; the same lines under mpirun -np 2 (two ranks on one GPU:
 #      eval's collectives are host MPI, no NCCL); quantize --eval on cuda reports the same KLD.
 set -euo pipefail
-D=${QS_DATA_DIR:-}
-[ -n "$D" ] && [ -d "$D/stories260K" ] && [ -d "$D/gutenberg28M" ] || { echo "SKIP: shared data not found (QS_DATA_DIR=$D)"; exit 77; }
-nvidia-smi -L > /dev/null 2>&1 || { echo "SKIP: no GPU (nvidia-smi -L failed)"; exit 77; }
-Q=$QSHARD
+. "$QS_SRC/tests/qs_cuda_check.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-S=$D/stories260K G=$D/gutenberg28M
-fail() { echo "FAIL: $*"; exit 1; }
-ppl_log() { grep -E '^ppl ' "$1" | head -n1 | awk '{print $2}'; }
-ppl_rep() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['eval']['ppl'])" "$1/quant_report.json"; }
-# within A B REL: |A/B - 1| <= REL
-within() { python3 -c "import sys; a,b,r=map(float,sys.argv[1:]); d=abs(a/b-1); print('  %.6f vs %.6f: rel diff %.2e (limit %.0e)' % (a,b,d,r)); sys.exit(0 if d <= r else 1)" "$1" "$2" "$3"; }
 
 echo "== 1. eval of the FP models: cuda fp32 / bf16 vs cpu"
 for m in S G; do
