@@ -39,7 +39,7 @@ plan s128 --config llama-3-8b --samples 128 $HOST
 plan np2 --config llama-3-70b --np 2 $HOST
 plan w405 --config llama-3.1-405b --np 1 --samples 256 $HOST
 plan w405np2 --config llama-3.1-405b --np 2 $HOST
-plan host --config llama-3-70b --np 8 --host-mem 64
+plan host --config llama-3-70b --np 8 --host-mem 32
 plan leaves --config llama-3-8b --np 32 $HOST
 plan stages --config llama-3-8b --np 4 --stages 2 $HOST
 plan disk --config llama-3-70b --out "$T/out" --write-gbs 1 $HOST
@@ -96,7 +96,7 @@ echo "== warnings: what does not fit, what quantize refuses"
 grep -q "^warning: GPU memory: needs .* the card has 79\.[0-9] GiB" "$T/w405.out" || fail "405B, 256 samples, 1 GPU: no GPU warning"
 grep -q "^warning: GPU memory: .*(data rank 1, hessian).*fits with data ranks per stage = 1, 4" "$T/w405np2.out" ||
   fail "405B --np 2: no Hessian-chain warning"
-grep -q "^warning: host memory: needs" "$T/host.out" || fail "no host-memory warning at 64 GiB per node"
+grep -q "^warning: host memory: needs" "$T/host.out" || fail "no host-memory warning at 32 GiB per node"
 grep -q "^warning: quantize refuses: 32 data ranks" "$T/leaves.out" || fail "no 16-leaf refusal"
 grep -q "^warning: quantize refuses --stages 2 with --device cuda" "$T/stages.out" || fail "no --stages refusal on cuda"
 grep -q "free at --out" "$T/disk.out" || fail "--out: no free space"

@@ -138,7 +138,7 @@ static qs_status decode(struct qs_model *m, const struct gen_opts *o) {
   for (; n < total; n++) {
     qs_model_embed(m, ids, n, x);
     QS_TRY(qs_model_forward_layers(m, x, n, &ws));
-    qs_model_logits(m, x + (size_t)(n - 1) * c->hidden, logits, 1, ws.xn);  // last position only
+    QS_TRY(qs_model_logits(m, x + (size_t)(n - 1) * c->hidden, logits, 1, ws.xn));  // last position only
     ids[n] = argmax(logits, c->vocab);
   }
   QS_TRY(print_ids(ids, n));

@@ -475,20 +475,25 @@ qs_status qs_ckpt_read_f32(const struct qs_ckpt *c, const char *name, int ndim, 
   qs_status status = QS_OK;
   const struct qs_st_tensor *t = NULL;
   QS_TRY(qs_ckpt_get(c, name, 0, ndim, shape, &t));
-  size_t n = (size_t)qs_st_numel(t), es = qs_dtype_size(t->dtype);
-  if ((uintptr_t)t->data % es == 0) {
-    qs_convert_to_f32(t->data, t->dtype, dst, n);
-    return QS_OK;
+  qs_st_read_f32_range(t, 0, (size_t)qs_st_numel(t), dst);
+fail:
+  return status;
+}
+
+void qs_st_read_f32_range(const struct qs_st_tensor *t, size_t first, size_t n, float *dst) {
+  const size_t es = qs_dtype_size(t->dtype);
+  const char *src = (const char *)t->data + first * es;
+  if ((uintptr_t)src % es == 0) {
+    qs_convert_to_f32(src, t->dtype, dst, n);
+    return;
   }
   uint64_t bounce[512]; // 4 KiB, 8-byte aligned
   size_t chunk = sizeof(bounce) / es;
   for (size_t i = 0; i < n; i += chunk) {
     size_t m = QS_MIN(chunk, n - i);
-    memcpy(bounce, (const char *)t->data + i * es, m * es);
+    memcpy(bounce, src + i * es, m * es);
     qs_convert_to_f32(bounce, t->dtype, dst + i, m);
   }
-fail:
-  return status;
 }
 
 // ---- checkpoints held in memory --------------------------------------------------------------------

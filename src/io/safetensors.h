@@ -76,6 +76,9 @@ qs_status qs_ckpt_get(const struct qs_ckpt *c, const char *name, unsigned allowe
 // Reads a tensor converted to float32 into dst (numel floats).
 qs_status qs_ckpt_read_f32(const struct qs_ckpt *c, const char *name, int ndim, const int64_t *shape,
                            float *dst);
+// Elements [first, first + n) of tensor t (in row-major order) converted to float32 into dst, read in
+// place from its mapping (through a small aligned bounce buffer where the data is misaligned).
+void qs_st_read_f32_range(const struct qs_st_tensor *t, size_t first, size_t n, float *dst);
 
 // Writer: tensors are added (copied or borrowed), then finish() writes them into `dir` as
 // model.safetensors, or as model-XXXXX-of-YYYYY.safetensors + model.safetensors.index.json when

@@ -143,7 +143,7 @@ static qs_status qs_eval_window_nll(struct qs_model *m, struct qs_eval_ws *w, co
   QS_TRY(qs_model_forward_layers(m, w->x, T, &w->fwd));
   for (int r0 = 0; r0 < T - 1; r0 += w->rows) {
     int rows = QS_MIN(w->rows, T - 1 - r0);
-    qs_model_logits(m, w->x + (size_t)r0 * H, w->logits, rows, w->xn);
+    QS_TRY(qs_model_logits(m, w->x + (size_t)r0 * H, w->logits, rows, w->xn));
     for (int r = 0; r < rows; r++) sum += qs_nll_ref(w->logits + (size_t)r * V, V, ids[r0 + r + 1]);
   }
   *nll = sum;
@@ -256,8 +256,8 @@ static qs_status cmp_window(struct qs_model *q, struct qs_model *ref, struct qs_
   QS_TRY(qs_model_forward_layers(ref, wr->x, T, &wr->fwd));
   for (int r0 = 0; r0 < T - 1; r0 += wq->rows) {
     int rows = QS_MIN(wq->rows, T - 1 - r0);
-    qs_model_logits(q, wq->x + (size_t)r0 * H, wq->logits, rows, wq->xn);
-    qs_model_logits(ref, wr->x + (size_t)r0 * H, wr->logits, rows, wr->xn);
+    QS_TRY(qs_model_logits(q, wq->x + (size_t)r0 * H, wq->logits, rows, wq->xn));
+    QS_TRY(qs_model_logits(ref, wr->x + (size_t)r0 * H, wr->logits, rows, wr->xn));
     for (int r = 0; r < rows; r++) {
       struct qs_tok_cmp c;
       qs_tok_cmp_ref(wr->logits + (size_t)r * V, wq->logits + (size_t)r * V, V, ids[r0 + r + 1], &c);

@@ -58,9 +58,10 @@ static qs_status ev_init(struct ev *v, struct qs_model *m, int T, long long chun
   QS_CUDA_CHECK(cudaMalloc((void **)&v->norm, H * sizeof(float)));
   QS_CUDA_CHECK(cudaMemcpy(v->norm, m->norm, H * sizeof(float), cudaMemcpyHostToDevice));
   QS_CUDA_CHECK(cudaMalloc(&v->lm_head, V * H * qs_dtype_size(v->c.dt)));
-  QS_CUDA_CHECK(cudaMalloc((void **)&stage, V * H * sizeof(float)));
-  QS_CUDA_CHECK(cudaMemcpy(stage, m->lm_head, V * H * sizeof(float), cudaMemcpyHostToDevice));
-  QS_TRY(qs_convert_cuda(stage, QS_DTYPE_F32, v->lm_head, v->c.dt, V * H, v->c.stream));
+  // lm_head as stored (the checkpoint's mapped bytes), converted on the device
+  QS_CUDA_CHECK(cudaMalloc((void **)&stage, V * H * qs_dtype_size(m->lm_head->dtype)));
+  QS_CUDA_CHECK(cudaMemcpy(stage, m->lm_head->data, V * H * qs_dtype_size(m->lm_head->dtype), cudaMemcpyHostToDevice));
+  QS_TRY(qs_convert_cuda(stage, m->lm_head->dtype, v->lm_head, v->c.dt, V * H, v->c.stream));
   QS_CUDA_CHECK(cudaStreamSynchronize(v->c.stream));
   v->rows = (int)QS_MAX(1, QS_MIN((long long)T, qs_param_eval_cuda_logit_floats() / (long long)V));
   QS_CUDA_CHECK(cudaMalloc((void **)&v->logits, (size_t)v->rows * V * sizeof(float)));

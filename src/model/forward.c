@@ -129,12 +129,32 @@ fail:
 
 void qs_model_embed(const struct qs_model *m, const int32_t *ids, int n, float *x) {
   const size_t h = (size_t)m->cfg.hidden;
-  for (int i = 0; i < n; i++) memcpy(x + (size_t)i * h, m->embed + (size_t)ids[i] * h, h * sizeof(float));
+  for (int i = 0; i < n; i++) qs_st_read_f32_range(m->embed, (size_t)ids[i] * h, h, x + (size_t)i * h);
 }
 
-void qs_model_logits(const struct qs_model *m, const float *x, float *logits, int T, float *xn) {
-  qs_rmsnorm_ref(x, m->norm, xn, T, m->cfg.hidden, m->cfg.rms_eps);
-  qs_matmul(xn, m->lm_head, NULL, logits, T, m->cfg.vocab, m->cfg.hidden);
+// Rows of lm_head converted per block: 16 MiB of fp32 (at least one row).
+#define QS_LOGIT_BLOCK_BYTES (16u << 20)
+
+qs_status qs_model_logits(const struct qs_model *m, const float *x, float *logits, int T, float *xn) {
+  qs_status status = QS_OK;
+  const int V = m->cfg.vocab, H = m->cfg.hidden;
+  const struct qs_st_tensor *w = m->lm_head;
+  float *blk = NULL;
+  qs_rmsnorm_ref(x, m->norm, xn, T, H, m->cfg.rms_eps);
+  if (w->dtype == QS_DTYPE_F32 && (uintptr_t)w->data % sizeof(float) == 0) {
+    qs_matmul(xn, (const float *)w->data, NULL, logits, T, V, H);
+    return QS_OK;
+  }
+  const int rows = (int)QS_MAX(1, QS_MIN((size_t)V, QS_LOGIT_BLOCK_BYTES / ((size_t)H * sizeof(float))));
+  QS_ALLOC(blk, (size_t)rows * H);
+  for (int v0 = 0; v0 < V; v0 += rows) {
+    const int n = QS_MIN(rows, V - v0);
+    qs_st_read_f32_range(w, (size_t)v0 * H, (size_t)n * H, blk);
+    qs_matmul_ld(xn, blk, logits + v0, T, n, H, V);
+  }
+fail:
+  free(blk);
+  return status;
 }
 
 qs_status qs_model_forward_layers(struct qs_model *m, float *x, int T, struct qs_fwd *ws) {

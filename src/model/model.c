@@ -147,13 +147,14 @@ fail:
 static qs_status load_globals(struct qs_model *m) {
   qs_status status = QS_OK;
   const struct qs_config *c = &m->cfg;
+  const unsigned floats = 1u << QS_DTYPE_F32 | 1u << QS_DTYPE_F16 | 1u << QS_DTYPE_BF16;
   int64_t emb_shape[2] = {c->vocab, c->hidden};
-  QS_TRY(read_tensor(m, "model.embed_tokens.weight", 2, emb_shape, &m->embed));
+  QS_TRY(qs_ckpt_get(&m->ckpt, "model.embed_tokens.weight", floats, 2, emb_shape, &m->embed));
   QS_TRY(read_vector(m, "model.norm.weight", c->hidden, &m->norm));
   // Tied: lm_head is the embedding matrix (a stored lm_head.weight copy, if any, is ignored as
   // transformers ignores it).
   if (c->tie_embeddings) m->lm_head = m->embed;
-  else QS_TRY(read_tensor(m, "lm_head.weight", 2, emb_shape, &m->lm_head));
+  else QS_TRY(qs_ckpt_get(&m->ckpt, "lm_head.weight", floats, 2, emb_shape, &m->lm_head));
   QS_ALLOC(m->rope_inv_freq, c->head_dim / 2);
   qs_rope_inv_freq(c, m->rope_inv_freq);
 fail:
@@ -210,8 +211,6 @@ void qs_model_close(struct qs_model *m) {
   if (m->layers)
     for (int l = 0; l < m->cfg.n_layers; l++) qs_layer_free(&m->layers[l]);
   free(m->layers);
-  if (m->lm_head != m->embed) free(m->lm_head);
-  free(m->embed);
   free(m->norm);
   free(m->rope_inv_freq);
   static const struct qs_ckpt closed;  // all zero until qs_model_open adopted an open checkpoint

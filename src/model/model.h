@@ -35,9 +35,11 @@ struct qs_model {
   struct qs_config cfg;
   struct qs_ckpt ckpt;                // open (mmap) for the model's lifetime
   char *dir;
-  float *embed;                       // [vocab, hidden]
+  // [vocab, hidden] embed_tokens and lm_head (== embed when tied) as the checkpoint stores them (F32,
+  // BF16 or F16), read in place from its mapping row by row or block by block (qs_model_embed,
+  // qs_model_logits): no fp32 copy per rank — a node's ranks share the pages.
+  const struct qs_st_tensor *embed, *lm_head;
   float *norm;                        // [hidden] model.norm
-  float *lm_head;                     // [vocab, hidden]; == embed when tied (not freed twice)
   float *rope_inv_freq;               // [head_dim / 2]
   struct qs_layer *layers;            // [n_layers], NULL until qs_model_load_layers()
   json_t *quant_config;               // config.json's quantization_config (NULL: not quantized)
@@ -98,7 +100,9 @@ qs_status qs_layer_step(const struct qs_config *c, const float *rope_inv_freq, s
 // x: [n, hidden] = embed[ids]. Ids must already be checked against the vocabulary.
 void qs_model_embed(const struct qs_model *m, const int32_t *ids, int n, float *x);
 // logits: [T, vocab] = lm_head(norm(x)), x: [T, hidden] (x is left unchanged; xn: [T, hidden] scratch).
-void qs_model_logits(const struct qs_model *m, const float *x, float *logits, int T, float *xn);
+// An fp32 lm_head is multiplied in place; a 16-bit one in blocks of rows converted to fp32 (same
+// products: the conversion is exact).
+qs_status qs_model_logits(const struct qs_model *m, const float *x, float *logits, int T, float *xn);
 // Runs all layers (already loaded) on one sequence: x: [T, hidden] in/out.
 qs_status qs_model_forward_layers(struct qs_model *m, float *x, int T, struct qs_fwd *ws);
 

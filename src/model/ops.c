@@ -188,6 +188,11 @@ void qs_matmul(const float *x, const float *w, const float *bias, float *y, int 
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, bias ? 1.0f : 0.0f, y, N);
 }
 
+void qs_matmul_ld(const float *x, const float *w, float *y, int M, int N, int K, int ldy) {
+  if (M <= 0 || N <= 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, ldy);
+}
+
 void qs_tok_cmp_ref(const float *ref, const float *q, int vocab, int target, struct qs_tok_cmp *out) {
   double mr = ref[0], mq = q[0];
   int ar = 0, aq = 0;

@@ -46,6 +46,8 @@ void qs_swiglu_ref(const float *gate, const float *up, float *out, size_t n);
 void qs_matmul_ref(const float *x, const float *w, const float *bias, float *y, int M, int N, int K);
 // Same contract through OpenBLAS cblas_sgemm (the CPU backend).
 void qs_matmul(const float *x, const float *w, const float *bias, float *y, int M, int N, int K);
+// y: [M, N] with rows ldy floats apart (a column block of a wider matrix) = x: [M, K] · w: [N, K]^T.
+void qs_matmul_ld(const float *x, const float *w, float *y, int M, int N, int K, int ldy);
 
 // Negative log-likelihood of `target` under logits [vocab] (log-sum-exp in double).
 double qs_nll_ref(const float *logits, int vocab, int target);

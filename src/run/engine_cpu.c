@@ -47,6 +47,25 @@ fail:
   return status;
 }
 
+// check_finite of a mapped [rows, cols] tensor in its stored dtype, a block of rows at a time.
+static qs_status check_finite_rows(const struct qs_st_tensor *t, int64_t rows, int64_t cols, const char *tensor) {
+  qs_status status = QS_OK;
+  const int64_t per = QS_MAX(1, (1 << 20) / cols);
+  float *buf = NULL;
+  QS_ALLOC(buf, (size_t)(per * cols));
+  for (int64_t r0 = 0; r0 < rows; r0 += per) {
+    const int64_t n = QS_MIN(per, rows - r0);
+    qs_st_read_f32_range(t, (size_t)(r0 * cols), (size_t)(n * cols), buf);
+    for (int64_t i = 0; i < n * cols; i++)
+      if (!isfinite(buf[i]))
+        QS_FAIL(QS_ERR_NUMERIC, "%s[%lld, %lld] = %g: the checkpoint holds a non-finite value", tensor,
+                (long long)(r0 + i / cols), (long long)(i % cols), (double)buf[i]);
+  }
+fail:
+  free(buf);
+  return status;
+}
+
 // Every tensor of layer l (linears, biases, norms) finite, before any forward or method reads it:
 // the error names the weight, not whatever activation or Hessian it would have spoiled first.
 static qs_status check_layer(const struct qs_qrun *run, int l, const struct qs_layer *L) {
@@ -473,10 +492,10 @@ qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, s
                                 .scale_error = cpu_scale_error, .fold = cpu_fold, .finish = cpu_finish, .get_x = cpu_get_x, .set_x = cpu_set_x,
                                 .device_peak = cpu_device_peak, .free = cpu_free};
   // the tensors outside the layers: the output copies them, the calibration forward reads them
-  if (run->m->embed) QS_TRY(check_finite(run->m->embed, run->m->cfg.vocab, hidden, "model.embed_tokens.weight"));
+  if (run->m->embed) QS_TRY(check_finite_rows(run->m->embed, run->m->cfg.vocab, hidden, "model.embed_tokens.weight"));
   if (run->m->norm) QS_TRY(check_finite(run->m->norm, hidden, 0, "model.norm.weight"));
   if (run->m->lm_head && run->m->lm_head != run->m->embed)
-    QS_TRY(check_finite(run->m->lm_head, run->m->cfg.vocab, hidden, "lm_head.weight"));
+    QS_TRY(check_finite_rows(run->m->lm_head, run->m->cfg.vocab, hidden, "lm_head.weight"));
   if (cal) {
     if (cal->n < P)
       QS_FAIL(QS_ERR_ARG, "%d calibration samples for %d (data) ranks: need at least one per rank", cal->n, P);

@@ -403,7 +403,9 @@ static void host_memory(const struct qs_plan_shape *s, const struct qs_run_opts 
   double records, writer;
   leader_bytes(s, a, &records, &writer);
   p->host.base = K_(PC_HOST_BASE) * GIB + (double)p->n_samples * p->T * 4; // + the calibration ids
-  p->host.embed = (double)c->vocab * c->hidden * 4 * (c->tie_embeddings ? 1 : 2);
+  // embeddings and lm_head are read in place from the checkpoint's mapping (model.h): in host.mapped,
+  // no fp32 copy (there was one per rank until 2026-12-08; the [h100 run] figures below include it)
+  p->host.embed = 0;
   p->host.records = records;
   p->host.writer = writer;
   p->host.output = output_bytes(s, a, p);
@@ -466,7 +468,8 @@ static void end_to_end(const struct qs_plan_shape *s, const struct qs_run_opts *
   if (p->cuda) p->t.ph[QS_PLAN_PH_LOAD] += QS_MAX(0.0, p->t.read_layer - compute);
   p->t.layer = compute + p->t.ph[QS_PLAN_PH_LOAD];
   p->t.layers = p->layers * p->t.layer;
-  // start-up: the open (embeddings and lm_head made fp32), and on the GPU the calibration embedding, the
+  // start-up: the open (embeddings and lm_head made fp32 when PC_OPEN was fitted; now read in place, so
+  // this term is an upper bound until re-measured), and on the GPU the calibration embedding, the
   // first layer's read (nothing to hide it behind) and layer 0's first-use costs
   p->t.start = (s->embed_bytes + s->head_bytes) / QS_MIN(K_(PC_OPEN) * GB, site->read_bps) +
                (p->cuda ? K_(PC_START) + p->gpu.x / GIB * K_(PC_EMBED) + s->layer_bytes / read_bps : 1.0);
