@@ -175,7 +175,7 @@ fuzz_build() {
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQS_FUZZ=ON -DQS_WITH_CUDA=OFF "${launcher[@]}" \
     >"$root/build-fuzz/configure.log" 2>&1 || { cat "$root/build-fuzz/configure.log"; return 1; }
   cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_safetensors fuzz_config fuzz_hdf5 fuzz_gguf fuzz_vocab fuzz_tokenizer \
-    fuzz_state fuzz_seedgen qshard
+    fuzz_state fuzz_manifest fuzz_seedgen qshard
 }
 fuzz_test() {
   [ "${QS_CI_SKIP_FUZZ:-0}" = 1 ] && return 77

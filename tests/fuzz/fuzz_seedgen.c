@@ -2,14 +2,18 @@
 // state.h5 and x.h5 (resume state; the x file has the identity fuzz_state reads back), tokens-1d.h5
 // and tokens-2d.h5 (small token files), imatrix.gguf (an importance matrix of stories260K), model.gguf
 // (a 10 KB llama model of one layer, tensors of several ggml types, KVs of several value types: the
-// real GGUF files at hand are hundreds of KB, too slow to mutate).
+// real GGUF files at hand are hundreds of KB, too slow to mutate), manifest-out/ (fuzz_manifest's
+// output directory, fuzz_out.h, with the qshard_manifest.json qshard writes of it; none in a build
+// without OpenSSL).
 // Usage: fuzz_seedgen OUT_DIR (called by tests/fuzz/seed.sh).
 #include "fuzz_common.h"
+#include "fuzz_out.h"
 
 #include "formats/gguf.h"
 #include "io/config.h"
 #include "io/ggml_types.h"
 #include "io/gguf.h"
+#include "io/manifest.h"
 #include "io/tokens.h"
 #include "run/qstate.h"
 #include "run/run.h"
@@ -128,13 +132,21 @@ fail:
   return status;
 }
 
+static qs_status write_manifest(const char *dir) {
+  char *p = join(dir, "manifest-out");
+  qs_fuzz_out_write(p);
+  qs_status status = qs_manifest_write(p);
+  free(p);
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
     return 2;
   }
   if (qs_dir_make(argv[1]) != QS_OK || write_state(argv[1]) != QS_OK || write_tokens(argv[1]) != QS_OK ||
-      write_imatrix(argv[1]) != QS_OK || write_gguf_model(argv[1]) != QS_OK)
+      write_imatrix(argv[1]) != QS_OK || write_gguf_model(argv[1]) != QS_OK || write_manifest(argv[1]) != QS_OK)
     return 1;
   return 0;
 }

@@ -7,13 +7,13 @@
 # Fails when any replay or harness crashes (ASan / UBSan report, leak, timeout, out-of-memory, abort);
 # the crashing input is in BUILD_DIR/fuzz/artifacts/, the log in BUILD_DIR/fuzz/logs/<target>.log.
 # Prints the executions per target (libFuzzer's stat::number_of_executed_units).
-# Environment: QS_FUZZ_TARGETS (default: all seven), QS_FUZZ_JOBS (targets run at once; default 1).
+# Environment: QS_FUZZ_TARGETS (default: all eight), QS_FUZZ_JOBS (targets run at once; default 1).
 # Build: CC=clang cmake -S . -B build-fuzz -DQS_FUZZ=ON -DQS_WITH_CUDA=OFF && cmake --build build-fuzz
 set -uo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 BUILD_DIR DATA_DIR SECONDS" >&2; exit 2; }
 BUILD=$(cd "$1" && pwd) DATA=$2 SECONDS_EACH=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
-TARGETS=${QS_FUZZ_TARGETS:-safetensors config hdf5 gguf vocab state tokenizer}
+TARGETS=${QS_FUZZ_TARGETS:-safetensors config hdf5 gguf vocab state tokenizer manifest}
 JOBS=${QS_FUZZ_JOBS:-1}
 F=$BUILD/fuzz
 for t in $TARGETS; do

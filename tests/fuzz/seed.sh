@@ -5,10 +5,11 @@
 # of its kind: safetensors files keep every tensor name, dtype and rank with each dimension cut to at
 # most 3 (python3), SentencePiece models keep their first 300 pieces and their specs (python3).
 # BUILD_DIR (a QS_FUZZ build; tests/fuzz/run.sh passes it) adds the files of fuzz_seedgen (GGUF model
-# and imatrix; resume state, x file and small token files for hdf5-raw/ and state-raw/) and of `qshard
-# quantize` (a GPTQ checkpoint of stories260K). fuzz_hdf5 and fuzz_state read descriptions of HDF5
-# files (tests/fuzz/fuzz_h5.h says why): their seeds are short byte strings; real .h5 files go to
-# hdf5-raw/ and state-raw/, for runs with QS_FUZZ_H5_RAW=1.
+# and imatrix; resume state, x file and small token files for hdf5-raw/ and state-raw/; the manifest of
+# fuzz_manifest's output directory) and of `qshard quantize` (a GPTQ checkpoint of stories260K, and its
+# qshard_manifest.json). fuzz_hdf5 and fuzz_state read descriptions of HDF5 files (tests/fuzz/fuzz_h5.h
+# says why): their seeds are short byte strings; real .h5 files go to hdf5-raw/ and state-raw/, for
+# runs with QS_FUZZ_H5_RAW=1.
 # Each seed starts with the mode byte its harness reads (see the harness's top comment).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 DATA_DIR OUT_DIR [BUILD_DIR]" >&2; exit 2; }
@@ -17,7 +18,7 @@ DATA=$1 OUT=$2 BUILD=${3:-}
 SEP=$'\n--qsfuzz-part--\n' # QS_FUZZ_SEP of fuzz_common.h
 WORK=$OUT/.work
 mkdir -p "$OUT" "$WORK"
-for t in safetensors config hdf5 gguf vocab state tokenizer; do mkdir -p "$OUT/$t"; done
+for t in safetensors config hdf5 gguf vocab state tokenizer manifest; do mkdir -p "$OUT/$t"; done
 
 # seed TARGET NAME MODE_BYTE FILE...: OUT/TARGET/NAME = mode byte (octal escape, "" for none), then the
 # files joined by SEP.
@@ -193,12 +194,17 @@ if [ -n "$BUILD" ] && [ -x "$BUILD/fuzz/fuzz_seedgen" ]; then
   seed gguf imatrix '001' "$gen/imatrix.gguf"
   seed gguf model-open '000' "$gen/model.gguf"
   seed gguf model '002' "$gen/model.gguf"
+  # the manifest of the directory fuzz_manifest checks against (fuzz_out.h): every file matches
+  [ -f "$gen/manifest-out/qshard_manifest.json" ] && seed manifest out "" "$gen/manifest-out/qshard_manifest.json"
 fi
 if [ -n "$BUILD" ] && [ -x "$BUILD/qshard" ]; then
   rm -rf "$WORK/q"
   ASAN_OPTIONS=detect_leaks=0 OPENBLAS_NUM_THREADS=1 "$BUILD/qshard" quantize --model "$S" --method rtn \
     --format gptq --out "$WORK/q/gptq" > "$WORK/q-gptq.log" 2>&1 || { cat "$WORK/q-gptq.log" >&2; exit 1; }
   seed config gptq "" "$WORK/q/gptq/config.json"
+  # a real manifest (none in a build without OpenSSL): against fuzz_manifest's directory (fuzz_out.h)
+  # its files have other sizes
+  [ -f "$WORK/q/gptq/qshard_manifest.json" ] && seed manifest stories-gptq "" "$WORK/q/gptq/qshard_manifest.json"
   if [ $have_py -eq 1 ]; then
     shrink_st "$WORK/q/gptq/model.safetensors" "$WORK/gptq.safetensors"
     seed safetensors gptq '000' "$WORK/gptq.safetensors"
@@ -220,6 +226,24 @@ printf '\000\000\001\001' > "$OUT/state/format-scalar-2"   # format: a string of
 printf '\001\000\000\000\000\006' > "$OUT/state/x-dims"
 mkdir -p "$OUT/hdf5-raw"
 seed hdf5-raw tinystories '044' "$S/tinystories_sample.tok512.h5"
+
+# ---- manifests (fuzz_manifest: the input is OUT/qshard_manifest.json of fuzz_out.h's directory) -------
+# small ones: no files (every file of the directory unlisted); one file that matches (the empty file's
+# SHA-256) beside a hidden one; one problem of each kind (missing, size, changed) and a "./" path
+cat > "$OUT/manifest/no-files" << 'EOF'
+{"format": "qshard-manifest-1", "algorithm": "sha256", "files": []}
+EOF
+cat > "$OUT/manifest/empty-and-hidden" << 'EOF'
+{"format": "qshard-manifest-1", "algorithm": "sha256", "files": [
+ {"path": "empty.bin", "bytes": 0, "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+ {"path": ".state/layer-00000/model.safetensors", "bytes": 14, "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}
+EOF
+cat > "$OUT/manifest/problems" << 'EOF'
+{"format": "qshard-manifest-1", "algorithm": "sha256", "files": [
+ {"path": "gone.bin", "bytes": 1, "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+ {"path": "compressed-tensors/config.json", "bytes": 7, "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+ {"path": "./empty.bin", "bytes": 0, "sha256": "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}]}
+EOF
 
 # ---- tokenizers ----------------------------------------------------------------------------------
 seed vocab tok512 '000' "$S/tok512.bin"
@@ -282,6 +306,6 @@ seed vocab bpe-dir '005' "$WORK/tokenizer.json" "$WORK/bpe_config.json" "$WORK/b
 cp "$OUT"/vocab/* "$OUT/tokenizer/"
 
 rm -rf "$WORK"
-for t in safetensors config hdf5 gguf vocab state tokenizer; do
+for t in safetensors config hdf5 gguf vocab state tokenizer manifest; do
   echo "seed.sh: $t: $(ls "$OUT/$t" | wc -l) seeds, $(du -sk "$OUT/$t" | cut -f1) KiB"
 done
