@@ -51,10 +51,11 @@ assert qc["modules_to_not_convert"] == ["mlp.gate_proj", "mlp.up_proj"], qc
 a, b = load_file(out + "/model.safetensors"), load_file(src + "/model.safetensors")
 q = "model.layers.0.self_attn.q_proj"
 assert a[q + ".qweight"].shape == (64, 8) and a[q + ".qzeros"].shape == (1, 8) and a[q + ".scales"].dtype == np.float16
-for l in range(5):
-    for n in ("input_layernorm", "post_attention_layernorm"):
-        k = f"model.layers.{l}.{n}.weight"
-        assert not np.array_equal(a[k], b[k]), k + " was not folded"
+# folded norms written in place of the input's; a group whose search keeps alpha = 0 (s = 1: round-
+# to-nearest was best, as layer 4's q/k/v input here) leaves its norm as it was
+folded = [f"model.layers.{l}.{n}.weight" for l in range(5) for n in ("input_layernorm", "post_attention_layernorm")]
+folded = [k for k in folded if not np.array_equal(a[k], b[k])]
+assert len(folded) >= 8, "only these norms were folded: %s" % folded
 # the dense up_proj is the input's with the scales applied: its rows feed down_proj (divided by
 # down's scales), its columns read post_attention_layernorm (multiplied by gate/up's)
 k = "model.layers.0.mlp.up_proj.weight"
