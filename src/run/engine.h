@@ -64,6 +64,14 @@ struct qs_qengine {
   void (*free)(struct qs_qengine *e);
 };
 
+// The scale search's split for scale_error, shared by the engines (run/pipeline.c): tiles of `tile`
+// rows of each module of group g, numbered over the group (tile_start[m]: module m's first tile,
+// count + 1 entries); returns the number of tiles. Rank r computes tiles split_range(n_tiles, P, r)
+// into all [n_tiles * n] (candidate fastest); qs_scale_tiles_reduce gathers them and adds them in
+// tile order: err[a] = Σ_t all[t * n + a], the same bits for any rank count.
+long long qs_scale_tiles(const struct qs_config *cfg, enum qs_group g, int tile, long long tile_start[QS_LIN_COUNT + 1]);
+qs_status qs_scale_tiles_reduce(struct qs_comm *c, long long n_tiles, int n, double *all, double *err);
+
 // cal may be NULL (no calibration data). Collective over run->data (this rank's stage).
 qs_status qs_qengine_cpu_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out);
 qs_status qs_qengine_cuda_init(struct qs_qrun *run, const struct qs_calib *cal, struct qs_qengine **out);

@@ -250,33 +250,18 @@ static qs_status cpu_scale_error(struct qs_qengine *e, struct qs_qrun *run, enum
   qs_status status = QS_OK;
   struct cpu_engine *c = (struct cpu_engine *)e;
   const struct qs_layout_group *grp = &qs_layout_of(&run->m->cfg)->group[g];
-  const int P = qs_comm_size(run->data);
-  long long tile_start[8] = {0}, b, t1;
+  long long tile_start[QS_LIN_COUNT + 1], b, t1;
   double *all = NULL;
-  size_t *counts = NULL;
-  for (int m = 0; m < grp->count; m++)
-    tile_start[m + 1] = tile_start[m] + (c->L.lin[grp->first + m].n_out + QS_AWQ_TILE - 1) / QS_AWQ_TILE;
-  const long long nt = tile_start[grp->count];
+  const long long nt = qs_scale_tiles(&run->m->cfg, g, QS_AWQ_TILE, tile_start);
   QS_ALLOC(all, (size_t)nt * (size_t)n);
-  QS_ALLOC(counts, P);
-  for (int r = 0; r < P; r++) {
-    qs_comm_split_range(nt, P, r, &b, &t1);
-    counts[r] = (size_t)(t1 - b) * (size_t)n * sizeof(double);
-  }
-  qs_comm_split_range(nt, P, qs_comm_rank(run->data), &b, &t1);
+  qs_comm_split_range(nt, qs_comm_size(run->data), qs_comm_rank(run->data), &b, &t1);
   struct scale_job job = {.L = &c->L, .o = o, .H = H, .S = S, .n = n, .K = c->L.lin[grp->first].n_in,
                           .first = grp->first, .tile_start = tile_start, .t0 = b, .err = all + b * n, .status = QS_OK};
   qs_parallel_for(t1 - b, 1, scale_range, &job);
   QS_TRY(job.status);
-  QS_TRY(qs_comm_allgatherv(run->data, NULL, all, counts));
-  for (int a = 0; a < n; a++) {
-    double sum = 0;
-    for (long long t = 0; t < nt; t++) sum += all[t * n + a];
-    err[a] = sum;
-  }
+  QS_TRY(qs_scale_tiles_reduce(run->data, nt, n, all, err));
 fail:
   free(all);
-  free(counts);
   return status;
 }
 

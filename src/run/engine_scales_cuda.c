@@ -32,24 +32,16 @@ qs_status qs_cuda_scale_error(struct qs_qengine *base, struct qs_qrun *run, enum
   qs_status status = QS_OK;
   struct qs_cuda_engine *e = (struct qs_cuda_engine *)base;
   const struct qs_layout_group *grp = &qs_layout_of(&run->m->cfg)->group[g];
-  const int P = qs_comm_size(run->data), K = e->L.n_in[grp->first];
+  const int K = e->L.n_in[grp->first];
   cudaStream_t st = e->ctx.stream;
-  long long tile_start[QS_LIN_COUNT + 1] = {0}, b, t1;
+  long long tile_start[QS_LIN_COUNT + 1], b, t1;
   double *all = NULL, *herr = NULL;
-  size_t *counts = NULL;
   float *dS = NULL, *dW = NULL;
   double *derr = NULL;
-  for (int m = 0; m < grp->count; m++)
-    tile_start[m + 1] = tile_start[m] + QS_CEIL_DIV((long long)e->L.n_out[grp->first + m], (long long)QS_AWQ_CUDA_TILE);
-  const long long nt = tile_start[grp->count];
+  const long long nt = qs_scale_tiles(&run->m->cfg, g, QS_AWQ_CUDA_TILE, tile_start);
   QS_ALLOC(all, (size_t)nt * (size_t)n);
-  QS_ALLOC(counts, P);
   QS_ALLOC(herr, (size_t)n * QS_AWQ_CUDA_TILE);
-  for (int r = 0; r < P; r++) {
-    qs_comm_split_range(nt, P, r, &b, &t1);
-    counts[r] = (size_t)(t1 - b) * (size_t)n * sizeof(double);
-  }
-  qs_comm_split_range(nt, P, qs_comm_rank(run->data), &b, &t1);
+  qs_comm_split_range(nt, qs_comm_size(run->data), qs_comm_rank(run->data), &b, &t1);
   QS_CUDA_CHECK(cudaMalloc((void **)&dS, (size_t)n * K * sizeof(float)));
   QS_CUDA_CHECK(cudaMalloc((void **)&dW, (size_t)QS_AWQ_CUDA_TILE * K * sizeof(float)));
   QS_CUDA_CHECK(cudaMalloc((void **)&derr, (size_t)n * QS_AWQ_CUDA_TILE * sizeof(double)));
@@ -73,19 +65,13 @@ qs_status qs_cuda_scale_error(struct qs_qengine *base, struct qs_qrun *run, enum
     }
   }
   QS_TRY(qs_cuda_phase(e, QS_PH_SEARCH));
-  QS_TRY(qs_comm_allgatherv(run->data, NULL, all, counts));
-  for (int a = 0; a < n; a++) {
-    double sum = 0;
-    for (long long t = 0; t < nt; t++) sum += all[t * n + a];
-    err[a] = sum;
-  }
+  QS_TRY(qs_scale_tiles_reduce(run->data, nt, n, all, err));
 fail:
   cudaFree(dS);
   cudaFree(dW);
   cudaFree(derr);
   free(all);
   free(herr);
-  free(counts);
   return status;
 }
 

@@ -34,6 +34,38 @@ fail:
   return status;
 }
 
+long long qs_scale_tiles(const struct qs_config *cfg, enum qs_group g, int tile, long long tile_start[QS_LIN_COUNT + 1]) {
+  const struct qs_layout_group *grp = &qs_layout_of(cfg)->group[g];
+  tile_start[0] = 0;
+  for (int m = 0; m < grp->count; m++) {
+    int n_out, n_in, bias;
+    qs_layout_shape(cfg, (enum qs_lin)(grp->first + m), &n_out, &n_in, &bias);
+    tile_start[m + 1] = tile_start[m] + QS_CEIL_DIV((long long)n_out, (long long)tile);
+  }
+  return tile_start[grp->count];
+}
+
+qs_status qs_scale_tiles_reduce(struct qs_comm *c, long long n_tiles, int n, double *all, double *err) {
+  qs_status status = QS_OK;
+  const int P = qs_comm_size(c);
+  size_t *counts = NULL;
+  QS_ALLOC(counts, P);
+  for (int r = 0; r < P; r++) {
+    long long b, e;
+    qs_comm_split_range(n_tiles, P, r, &b, &e);
+    counts[r] = (size_t)(e - b) * (size_t)n * sizeof(double);
+  }
+  QS_TRY(qs_comm_allgatherv(c, NULL, all, counts));
+  for (int a = 0; a < n; a++) {
+    double sum = 0;
+    for (long long t = 0; t < n_tiles; t++) sum += all[t * n + a];
+    err[a] = sum;
+  }
+fail:
+  free(counts);
+  return status;
+}
+
 // Per-input-channel scales of the layer's groups (method.h QS_METHOD_SCALES, quant/awq.h): all
 // searched on the full-precision layer (stats), then folded, before any module is quantized (as
 // AutoAWQ orders it). Then either the groups' Hessians are taken again from the folded layer as
